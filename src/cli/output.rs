@@ -1,0 +1,235 @@
+//! What each output line holds and how it is written: F(n), its digit count, its last digits or
+//! a residue, as plain values, TSV or JSON lines.
+
+use std::io::Write as _;
+
+use num_bigint::BigUint;
+use parkit::fib::{self, Fibonacci};
+
+/// The line format (`--format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The result alone, one per line.
+    Value,
+    /// `n<TAB>result`.
+    Tsv,
+    /// One JSON object per line: `{"n":10,"digits":2,"value":"55"}`.
+    Json,
+}
+
+/// What is printed for each n.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum What {
+    /// F(n) in full.
+    Value,
+    /// The number of decimal digits of F(n) (`--digits`).
+    Digits,
+    /// The last K digits of F(n), leading zeros kept (`--last K`).
+    Last(u32),
+    /// F(n) mod M (`--mod M`).
+    Mod(u64),
+}
+
+impl What {
+    /// Whether this needs the full big number (and so its memory).
+    pub fn needs_value(self) -> bool {
+        matches!(self, What::Value)
+    }
+
+    /// Rough bytes of output per value at n, for sizing work and memory windows.
+    pub fn line_bytes(self, n: u64) -> u64 {
+        24 + match self {
+            What::Value => fib::digit_count(n),
+            What::Digits => 20,
+            What::Last(k) => u64::from(k).min(fib::digit_count(n)),
+            What::Mod(_) => 20,
+        }
+    }
+}
+
+/// Renders lines in one format for one kind of result.
+#[derive(Clone, Copy, Debug)]
+pub struct Printer {
+    /// Line format.
+    pub format: Format,
+    /// What each line holds.
+    pub what: What,
+}
+
+impl Printer {
+    fn line(&self, out: &mut Vec<u8>, n: u64, digits: u64, text: &str) {
+        // Writing into a Vec cannot fail.
+        let _ = match (self.format, self.what) {
+            (Format::Value, _) => writeln!(out, "{text}"),
+            (Format::Tsv, _) => writeln!(out, "{n}\t{text}"),
+            (Format::Json, What::Value) => {
+                writeln!(out, r#"{{"n":{n},"digits":{digits},"value":"{text}"}}"#)
+            }
+            (Format::Json, What::Digits) => writeln!(out, r#"{{"n":{n},"digits":{digits}}}"#),
+            (Format::Json, What::Last(_)) => {
+                writeln!(out, r#"{{"n":{n},"digits":{digits},"last":"{text}"}}"#)
+            }
+            (Format::Json, What::Mod(m)) => {
+                writeln!(out, r#"{{"n":{n},"mod":"{m}","value":"{text}"}}"#)
+            }
+        };
+    }
+
+    /// The output lines for `ns` (in this order), computed on the engine's pool.
+    pub fn render(&self, engine: &Fibonacci, ns: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self.what {
+            What::Value => {
+                let lines = engine.batch_map(ns, |n, v| {
+                    let text = v.to_string();
+                    let mut line = Vec::with_capacity(text.len() + 48);
+                    self.line(&mut line, n, text.len() as u64, &text);
+                    line
+                });
+                out.reserve(lines.iter().map(Vec::len).sum());
+                for l in lines {
+                    out.extend_from_slice(&l);
+                }
+            }
+            What::Digits => {
+                for &n in ns {
+                    let d = fib::digit_count(n);
+                    self.line(&mut out, n, d, &d.to_string());
+                }
+            }
+            What::Mod(m) => {
+                for_each_residue(ns, m, |n, r| {
+                    self.line(&mut out, n, 0, &r.to_string());
+                });
+            }
+            What::Last(k) => self.render_last(&mut out, ns, k),
+        }
+        out
+    }
+
+    fn render_last(&self, out: &mut Vec<u8>, ns: &[u64], k: u32) {
+        let width = k as usize;
+        let emit = |out: &mut Vec<u8>, n: u64, text: &str| {
+            self.line(out, n, fib::digit_count(n), text);
+        };
+        if k <= 19 {
+            let m = 10u64.pow(k);
+            for_each_residue(ns, m, |n, r| {
+                if u64::from(k) >= fib::digit_count(n) {
+                    emit(out, n, &fib::fib(n).to_string());
+                } else {
+                    emit(out, n, &format!("{r:0width$}"));
+                }
+            });
+            return;
+        }
+        let m = BigUint::from(10u32).pow(k);
+        let mut run: Option<(u64, (BigUint, BigUint))> = None;
+        for &n in ns {
+            if u64::from(k) >= fib::digit_count(n) {
+                emit(out, n, &fib::fib(n).to_string());
+                continue;
+            }
+            let pair = match run.take() {
+                Some((prev, mut p)) if prev < n && n - prev <= 64 => {
+                    for _ in prev..n {
+                        let s = (&p.0 + &p.1) % &m;
+                        p = (std::mem::take(&mut p.1), s);
+                    }
+                    p
+                }
+                _ => fib::fib_pair_mod_pow10(n, k),
+            };
+            emit(out, n, &format!("{:0>width$}", pair.0));
+            run = Some((n, pair));
+        }
+    }
+}
+
+/// Calls `f(n, F(n) mod m)` for each n, stepping by additions through consecutive values.
+fn for_each_residue(ns: &[u64], m: u64, mut f: impl FnMut(u64, u64)) {
+    let mut run: Option<(u64, (u64, u64))> = None;
+    for &n in ns {
+        let pair = match run {
+            Some((prev, p)) if prev < n && n - prev <= 64 => {
+                let mut p = p;
+                for _ in prev..n {
+                    p = fib::advance_mod(p, m);
+                }
+                p
+            }
+            _ => fib::fib_pair_mod(n, m),
+        };
+        f(n, pair.0);
+        run = Some((n, pair));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(p: Printer, ns: &[u64]) -> String {
+        let e = Fibonacci::builder().threads(2).build().unwrap();
+        String::from_utf8(p.render(&e, ns)).unwrap()
+    }
+
+    #[test]
+    fn every_format_and_kind() {
+        let p = |format, what| Printer { format, what };
+        assert_eq!(text(p(Format::Value, What::Value), &[10, 0]), "55\n0\n");
+        assert_eq!(text(p(Format::Tsv, What::Value), &[10]), "10\t55\n");
+        assert_eq!(
+            text(p(Format::Json, What::Value), &[10]),
+            "{\"n\":10,\"digits\":2,\"value\":\"55\"}\n"
+        );
+        assert_eq!(
+            text(p(Format::Json, What::Digits), &[10]),
+            "{\"n\":10,\"digits\":2}\n"
+        );
+        assert_eq!(text(p(Format::Value, What::Digits), &[100, 1]), "21\n1\n");
+        assert_eq!(
+            text(p(Format::Value, What::Last(3)), &[30, 10]),
+            "040\n55\n"
+        );
+        assert_eq!(
+            text(p(Format::Json, What::Last(3)), &[30]),
+            "{\"n\":30,\"digits\":6,\"last\":\"040\"}\n"
+        );
+        assert_eq!(text(p(Format::Tsv, What::Mod(7)), &[10]), "10\t6\n");
+        assert_eq!(
+            text(p(Format::Json, What::Mod(7)), &[10]),
+            "{\"n\":10,\"mod\":\"7\",\"value\":\"6\"}\n"
+        );
+    }
+
+    #[test]
+    fn runs_of_residues_and_last_digits_match_the_full_values() {
+        let ns: Vec<u64> = (900..1000).chain([5, 2000, 1999, 1999]).collect();
+        for k in [4u32, 25] {
+            let got = text(
+                Printer {
+                    format: Format::Value,
+                    what: What::Last(k),
+                },
+                &ns,
+            );
+            for (line, &n) in got.lines().zip(&ns) {
+                let s = fib::fib(n).to_string();
+                let want = &s[s.len().saturating_sub(k as usize)..];
+                assert_eq!(line, want, "n = {n}, k = {k}");
+            }
+        }
+        let m = 1_000_000_007u64;
+        let got = text(
+            Printer {
+                format: Format::Value,
+                what: What::Mod(m),
+            },
+            &ns,
+        );
+        for (line, &n) in got.lines().zip(&ns) {
+            assert_eq!(line, (fib::fib(n) % m).to_string());
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! # parkit
+//!
+//! Data-parallel patterns on rayon's work-stealing pool, a compute-once concurrent memo cache,
+//! and exact big Fibonacci numbers, with the `fibo` command-line tool on top.
+//!
+//! # How to use
+//!
+//! ```
+//! use parkit::fib::{fib, Fibonacci};
+//!
+//! // One value, its big products run in parallel.
+//! assert_eq!(fib(90).to_string(), "2880067194370816120");
+//!
+//! // Many values through one engine and its cache: duplicates computed once, neighbours
+//! // reached by additions, the work spread over every core, results in input order.
+//! let engine = Fibonacci::new();
+//! let values = engine.batch(&[100, 10, 100]);
+//! assert_eq!(values[1].to_string(), "55");
+//! assert_eq!(values[0], values[2]);
+//! ```
+//!
+//! # Crate layout
+//!
+//! - [`memo`]: [`MemoCache`](memo::MemoCache), a DashMap-backed cache where each key is
+//!   computed once, with a memory budget.
+//! - [`fib`]: fast doubling, the mod-m path, digit counts, and the [`Fibonacci`](fib::Fibonacci)
+//!   batch engine.
+//! - `fibo` (binary): the command-line tool, `src/bin/fibo.rs` over the private `cli` module.
+#![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
+#![warn(unreachable_pub)]
+
+pub mod fib;
+pub mod memo;
+
+pub use num_bigint;

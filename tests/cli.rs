@@ -1,0 +1,293 @@
+//! The `fibo` command line, end to end: every option and every bad-input case.
+
+use std::io::Write as _;
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use num_bigint::BigUint;
+use predicates::prelude::*;
+
+fn fibo() -> Command {
+    Command::cargo_bin("fibo").unwrap()
+}
+
+/// F(n) by plain iteration: independent of the library.
+fn iter_fib(n: u64) -> BigUint {
+    let (mut a, mut b) = (BigUint::from(0u32), BigUint::from(1u32));
+    for _ in 0..n {
+        let c = &a + &b;
+        a = std::mem::replace(&mut b, c);
+    }
+    a
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = fibo().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs and expects a usage error: exit code 2, nothing on stdout, one line on stderr that
+/// contains every one of `needles`.
+fn usage_error(args: &[&str], stdin: &str, needles: &[&str]) {
+    let out = fibo().args(args).write_stdin(stdin).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?} printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line expected, got {err:?}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {err:?} should mention {n:?}");
+    }
+}
+
+#[test]
+fn values_and_ranges_in_input_order() {
+    let out = stdout_of(&["10", "1000..1005", "3..=4", "0", "10"]);
+    let mut want = vec![iter_fib(10)];
+    want.extend((1000..1005).map(iter_fib));
+    want.extend([iter_fib(3), iter_fib(4), iter_fib(0), iter_fib(10)]);
+    let want: Vec<String> = want.iter().map(ToString::to_string).collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn number_spellings() {
+    assert_eq!(stdout_of(&["1_0", "1e1", "2.5e1"]), "55\n55\n75025\n");
+    assert_eq!(
+        stdout_of(&["5..5", "7"]),
+        "13\n",
+        "an empty range prints nothing"
+    );
+}
+
+#[test]
+fn formats() {
+    assert_eq!(
+        stdout_of(&["--format", "tsv", "10", "11"]),
+        "10\t55\n11\t89\n"
+    );
+    assert_eq!(
+        stdout_of(&["-f", "json", "10"]),
+        "{\"n\":10,\"digits\":2,\"value\":\"55\"}\n"
+    );
+    assert_eq!(stdout_of(&["--format", "value", "12"]), "144\n");
+}
+
+#[test]
+fn digits_last_and_mod() {
+    assert_eq!(
+        stdout_of(&["--digits", "10", "1000000", "1e9"]),
+        "2\n208988\n208987640\n"
+    );
+    assert_eq!(stdout_of(&["--last", "3", "30", "10"]), "040\n55\n");
+    let s = iter_fib(5000).to_string();
+    assert_eq!(
+        stdout_of(&["--last", "40", "5000"]),
+        format!("{}\n", &s[s.len() - 40..])
+    );
+    assert_eq!(stdout_of(&["--mod", "1000000007", "100"]), "687995182\n");
+    assert_eq!(
+        stdout_of(&["--mod", "18446744073709551615", "--format", "json", "10"]),
+        "{\"n\":10,\"mod\":\"18446744073709551615\",\"value\":\"55\"}\n"
+    );
+    // Huge n never builds the number: this is instant and needs no memory.
+    let out = stdout_of(&["--last", "12", "1e18", "18446744073709551615"]);
+    assert!(out.lines().all(|l| l.len() == 12), "{out}");
+    // Pisano period of 1000 is 1500.
+    assert_eq!(
+        stdout_of(&["--mod", "1000", "1e18"]),
+        stdout_of(&["--mod", "1000", "1000"])
+    );
+}
+
+#[test]
+fn files_stdin_and_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nums.txt");
+    std::fs::write(&path, "# header\n10 11 # trailing\n\n3..=4\n").unwrap();
+    let p = path.to_str().unwrap();
+    assert_eq!(stdout_of(&["-i", p]), "55\n89\n2\n3\n");
+    assert_eq!(
+        stdout_of(&["7", "-i", p, "--input", p]),
+        "13\n55\n89\n2\n3\n55\n89\n2\n3\n"
+    );
+    let out = fibo().write_stdin("10\n12\n").output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "55\n144\n");
+    let out = fibo()
+        .args(["-i", "-"])
+        .write_stdin("1e1")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "55\n");
+}
+
+#[test]
+fn bad_tokens_name_the_token_and_the_place() {
+    usage_error(&["10", "abc"], "", &["'abc'", "argument 2"]);
+    usage_error(&["-5"], "", &["'-5'", "argument 1", "negative"]);
+    usage_error(&["2.5"], "", &["'2.5'", "fraction"]);
+    usage_error(&["0x10"], "", &["'0x10'", "hexadecimal"]);
+    usage_error(
+        &["18446744073709551616"],
+        "",
+        &["'18446744073709551616'", "64 bits"],
+    );
+    usage_error(&["10..5"], "", &["'10..5'", "greater"]);
+    usage_error(&["1..=2", "3.."], "", &["'3..'", "argument 2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.txt");
+    std::fs::write(&path, "1\n2\n3 x7\n").unwrap();
+    let p = path.to_str().unwrap();
+    usage_error(&["-i", p], "", &["'x7'", &format!("{p}:3")]);
+    usage_error(&[], "5\n-3\n", &["'-3'", "<stdin>:2"]);
+    usage_error(&["-i", "/no/such/file"], "", &["/no/such/file"]);
+}
+
+#[test]
+fn bad_options_are_one_line_errors() {
+    usage_error(&["--format", "xml", "10"], "", &["xml"]);
+    usage_error(&["--jobs", "0", "10"], "", &["--jobs", "at least 1"]);
+    usage_error(&["--mod", "0", "10"], "", &["--mod", "at least 1"]);
+    usage_error(&["--last", "0", "10"], "", &["--last"]);
+    usage_error(&["--digits", "--last", "3", "10"], "", &["--last"]);
+    usage_error(&["--max-memory", "lots", "10"], "", &["lots"]);
+    usage_error(&["--frobnicate", "10"], "", &["--frobnicate"]);
+}
+
+#[test]
+fn no_input_is_a_usage_error_with_a_hint() {
+    // Under the test harness stdin is not a terminal, so empty stdin is what is read.
+    usage_error(&[], "", &["no number", "--help"]);
+    usage_error(&[], "# only a comment\n", &["no number"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.txt");
+    std::fs::write(&path, "").unwrap();
+    usage_error(&["-i", path.to_str().unwrap()], "", &["no number"]);
+}
+
+#[test]
+fn inputs_too_big_for_memory_are_refused_with_the_estimate() {
+    usage_error(
+        &["10", "1e15"],
+        "",
+        &["F(1000000000000000)", "argument 2", "86.8 TB", "--max-memory"],
+    );
+    usage_error(
+        &["--max-memory", "1M", "1e7"],
+        "",
+        &["F(10000000)", "1.0", "MB"],
+    );
+    // --digits, --last and --mod need no big number.
+    assert_eq!(stdout_of(&["--digits", "1e15"]), "208987640249979\n");
+}
+
+#[test]
+fn jobs_and_stats() {
+    let out = fibo()
+        .args(["-j", "1", "--stats", "1000..1100"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 100);
+    assert_eq!(text.lines().nth(5).unwrap(), iter_fib(1005).to_string());
+    let err = String::from_utf8(out.stderr).unwrap();
+    for w in ["100 inputs", "1 threads", "hits", "misses", "peak"] {
+        assert!(err.contains(w), "{err}");
+    }
+    // Same output whatever the thread count.
+    assert_eq!(
+        stdout_of(&["-j", "3", "900..1100", "5"]),
+        stdout_of(&["-j", "1", "900..1100", "5"])
+    );
+}
+
+#[test]
+fn progress_bar_goes_to_stderr_only() {
+    let out = fibo().args(["--progress", "1..200"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 199);
+    assert_eq!(
+        stdout_of(&["--no-progress", "--progress", "--no-progress", "3"]),
+        "2\n"
+    );
+}
+
+#[test]
+fn closed_pipe_is_a_quiet_exit() {
+    // A reader that takes one line and closes the pipe, while fibo has a million lines to go.
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+        .args(["0..1000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 64];
+    let _ = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn help_and_version() {
+    fibo()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--last"));
+    fibo()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("fibo"));
+}
+
+#[test]
+fn large_batch_streams_in_order() {
+    let out = stdout_of(&["--mod", "1000000007", "0..200000"]);
+    let mut lines = out.lines();
+    let m = 1_000_000_007u64;
+    let (mut a, mut b) = (0u64, 1u64);
+    for n in 0..200_000 {
+        assert_eq!(lines.next().unwrap().parse::<u64>().unwrap(), a, "n = {n}");
+        (a, b) = (b, (a + b) % m);
+    }
+    assert!(lines.next().is_none());
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+        .args(["-i", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"20000 20001\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Vec<BigUint> = text.lines().map(|l| l.parse().unwrap()).collect();
+    // Cassini-style check on neighbours: F(n+1)^2 - F(n)F(n+2) = (-1)^n, with F(n+2)=F(n)+F(n+1).
+    let f2 = &v[0] + &v[1];
+    assert_eq!(&v[1] * &v[1], &v[0] * &f2 + 1u32);
+}
