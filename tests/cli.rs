@@ -182,7 +182,12 @@ fn inputs_too_big_for_memory_are_refused_with_the_estimate() {
     usage_error(
         &["10", "1e15"],
         "",
-        &["F(1000000000000000)", "argument 2", "86.8 TB", "--max-memory"],
+        &[
+            "F(1000000000000000)",
+            "argument 2",
+            "86.8 TB",
+            "--max-memory",
+        ],
     );
     usage_error(
         &["--max-memory", "1M", "1e7"],
