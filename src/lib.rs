@@ -32,5 +32,6 @@
 
 pub mod fib;
 pub mod memo;
+pub mod schedule;
 
 pub use num_bigint;

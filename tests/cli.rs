@@ -296,3 +296,56 @@ fn large_batch_streams_in_order() {
     let f2 = &v[0] + &v[1];
     assert_eq!(&v[1] * &v[1], &v[0] * &f2 + 1u32);
 }
+
+#[test]
+fn first_lines_do_not_wait_for_the_whole_batch() {
+    // F(2*10^7) takes seconds to compute and print; F(5) must come out long before.
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+        .args(["5", "2e7"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert_eq!(first, "5\n");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the big value should still be computing"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(rest.trim_end().len(), 4_179_753, "digits of F(2*10^7)");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn memory_stays_bounded_on_a_huge_range() {
+    // `fibo 1..1000000 > /dev/null` would print ~100 GB; memory must not follow.
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+        .args(["1..1000000"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Ok(text) = std::fs::read_to_string(&status) else {
+            break;
+        };
+        if let Some(kb) = text
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(peak_kb > 0);
+    assert!(peak_kb < 700 * 1024, "peak RSS {peak_kb} kB");
+}

@@ -4,11 +4,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use num_bigint::BigUint;
-use rayon::prelude::*;
-
 use super::{cost, doubling};
 use crate::memo::{CacheStats, MemoCache};
+use crate::schedule;
+use num_bigint::BigUint;
 
 /// A cached pair (F(m), F(m+1)).
 type Pair = Arc<(BigUint, BigUint)>;
@@ -335,10 +334,12 @@ impl Fibonacci {
         }
         first_pos.push(order.len());
         let plan = self.plan(&uniq);
+        // Runs go largest first onto whichever thread frees up (the schedule pattern).
         let parts: Vec<Vec<(usize, R)>> = self.pool.install(|| {
-            plan.par_iter()
-                .with_max_len(1)
-                .map(|seg| {
+            schedule::par_map_largest_first(
+                &plan,
+                |seg| seg.cost,
+                |seg| {
                     let mut out = Vec::new();
                     self.run_segment(seg, &uniq, |j, v| {
                         for &pos in &order[first_pos[j]..first_pos[j + 1]] {
@@ -346,8 +347,8 @@ impl Fibonacci {
                         }
                     });
                     out
-                })
-                .collect()
+                },
+            )
         });
         let mut slots: Vec<Option<R>> = Vec::with_capacity(ns.len());
         slots.resize_with(ns.len(), || None);
@@ -414,8 +415,6 @@ impl Fibonacci {
             acc += cost::value(n);
         }
         segs.push(self.segment(uniq, begin..uniq.len(), acc, &keys));
-        // Largest first: the long runs start at once, the short ones fill the gaps.
-        segs.sort_by(|a, b| b.cost.total_cmp(&a.cost));
         segs
     }
 
