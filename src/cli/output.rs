@@ -81,7 +81,7 @@ impl Printer {
         match self.what {
             What::Value => {
                 let lines = engine.batch_map(ns, |n, v| {
-                    let text = v.to_string();
+                    let text = fib::to_decimal(v);
                     let mut line = Vec::with_capacity(text.len() + 48);
                     self.line(&mut line, n, text.len() as u64, &text);
                     line

@@ -15,6 +15,7 @@
 //! can refuse an input up front.
 
 mod cost;
+mod decimal;
 mod digits;
 mod doubling;
 mod engine;
@@ -23,6 +24,7 @@ mod small;
 
 use num_bigint::BigUint;
 
+pub use decimal::{PAR_DECIMAL_BITS, to_decimal};
 pub use digits::{WORKING_COPIES, bit_estimate, digit_count, value_bytes, working_bytes};
 pub use doubling::{JOIN_BITS, SPLIT_BITS};
 pub use engine::{BuildError, DEFAULT_CACHE_BYTES, Fibonacci, FibonacciBuilder};
