@@ -11,8 +11,7 @@ use num_integer::Integer;
 /// Numbers below this many bits are converted in one piece.
 pub const PAR_DECIMAL_BITS: u64 = 1 << 18;
 
-/// log10(2), to size the split.
-const LOG10_2: f64 = 0.301_029_995_663_981_2;
+use std::f64::consts::LOG10_2;
 
 /// The decimal text of `v`, converted in parallel on the current rayon pool when it is big.
 ///
