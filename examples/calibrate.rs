@@ -1,12 +1,12 @@
 //! Measures what the batch planner's cost model and the parallel thresholds rest on: the time
-//! of one big addition, one product and one fresh pair at several sizes, and F(n) with and
-//! without the parallel products.
+//! of one big addition, one product and one fresh pair at several sizes, then a sweep of each
+//! parallel threshold ([`parkit::fib::Thresholds`]) over the work it governs.
 //!
 //! `cargo run --release --example calibrate`
 
 use std::time::Instant;
 
-use parkit::fib::{fib, fib_pair};
+use parkit::fib::{Thresholds, fib, fib_pair, set_thresholds, thresholds, to_decimal};
 
 fn median(mut f: impl FnMut() -> f64, reps: usize) -> f64 {
     let mut v: Vec<f64> = (0..reps).map(|_| f()).collect();
@@ -42,17 +42,115 @@ fn main() {
             mul / words.powf(1.47)
         );
     }
-    println!(
-        "\nF(n) on 1 thread vs the default pool ({} threads), median of 5, ms:",
-        rayon::current_num_threads()
-    );
+    sweep();
+}
+
+/// Median time in ms of `f` over `reps` runs.
+fn ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    median(|| time(&mut f), reps) / 1e6
+}
+
+/// Sweeps each parallel threshold on the default pool: for each candidate, the median time of
+/// the work it governs. The best column per row is where the default should sit.
+fn sweep() {
+    let all = rayon::ThreadPoolBuilder::new().build().unwrap();
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .unwrap();
-    for n in [100_000u64, 300_000, 1_000_000, 3_000_000, 10_000_000] {
-        let seq = median(|| one.install(|| time(|| fib(n))), 5) / 1e6;
-        let par = median(|| time(|| fib(n)), 5) / 1e6;
-        println!("{n:>10}: {seq:>9.2} {par:>9.2}  x{:.2}", seq / par);
+    let base = thresholds();
+    let never = u64::MAX;
+    println!("\n{} threads; medians in ms", all.current_num_threads());
+
+    let joins = [
+        1u64 << 12,
+        1 << 14,
+        1 << 16,
+        1 << 17,
+        1 << 18,
+        1 << 20,
+        never,
+    ];
+    print!("{:>22}", "join_bits:");
+    for j in joins {
+        print!(
+            " {:>8}",
+            if j == never {
+                "never".into()
+            } else {
+                format!("2^{}", j.ilog2())
+            }
+        );
     }
+    println!("  1 thread");
+    for n in [30_000u64, 100_000, 300_000, 1_000_000] {
+        let reps = if n >= 1_000_000 { 21 } else { 101 };
+        print!("{:>22}", format!("fib({n})"));
+        for j in joins {
+            set_thresholds(Thresholds {
+                join_bits: j,
+                split_bits: never,
+                ..base
+            });
+            print!(" {:>8.3}", all.install(|| ms(reps, || drop(fib(n)))));
+        }
+        println!("  {:>8.3}", one.install(|| ms(reps, || drop(fib(n)))));
+    }
+
+    let splits = [1u64 << 17, 1 << 18, 1 << 19, 1 << 20, 1 << 21, never];
+    print!("{:>22}", "split_bits:");
+    for j in splits {
+        print!(
+            " {:>8}",
+            if j == never {
+                "never".into()
+            } else {
+                format!("2^{}", j.ilog2())
+            }
+        );
+    }
+    println!();
+    for n in [1_000_000u64, 3_000_000, 10_000_000] {
+        let reps = if n >= 10_000_000 { 5 } else { 11 };
+        print!("{:>22}", format!("fib({n})"));
+        for j in splits {
+            set_thresholds(Thresholds {
+                split_bits: j,
+                ..base
+            });
+            print!(" {:>8.2}", all.install(|| ms(reps, || drop(fib(n)))));
+        }
+        println!();
+    }
+
+    let decs = [1u64 << 16, 1 << 18, 1 << 20, 1 << 22, never];
+    print!("{:>22}", "decimal_bits:");
+    for j in decs {
+        print!(
+            " {:>8}",
+            if j == never {
+                "never".into()
+            } else {
+                format!("2^{}", j.ilog2())
+            }
+        );
+    }
+    println!();
+    for n in [300_000u64, 1_000_000, 10_000_000] {
+        let v = fib(n);
+        let reps = if n >= 10_000_000 { 5 } else { 11 };
+        print!("{:>22}", format!("to_decimal(F({n}))"));
+        for j in decs {
+            set_thresholds(Thresholds {
+                decimal_bits: j,
+                ..base
+            });
+            print!(
+                " {:>8.2}",
+                all.install(|| ms(reps, || drop(to_decimal(&v))))
+            );
+        }
+        println!();
+    }
+    set_thresholds(base);
 }

@@ -8,15 +8,14 @@
 use num_bigint::BigUint;
 use num_integer::Integer;
 
-/// Numbers below this many bits are converted in one piece.
-pub const PAR_DECIMAL_BITS: u64 = 1 << 18;
+use super::tuning::decimal_bits;
 
 use std::f64::consts::LOG10_2;
 
 /// The decimal text of `v`, converted in parallel on the current rayon pool when it is big.
 ///
 /// Equal to `v.to_string()`, only faster on several cores for numbers of more than
-/// [`PAR_DECIMAL_BITS`] bits (F(n) for n past about 380,000).
+/// `decimal_bits` ([`Thresholds`](super::Thresholds)) bits (F(n) past n = 380,000 by default).
 ///
 /// # Examples
 ///
@@ -43,7 +42,7 @@ pub fn to_decimal(v: &BigUint) -> String {
 
 /// Appends `v` to `out`, left-padded with zeros to `width` digits.
 fn convert(v: &BigUint, width: usize, depth: u32, out: &mut String) {
-    if depth == 0 || v.bits() < PAR_DECIMAL_BITS {
+    if depth == 0 || v.bits() < decimal_bits() {
         let s = v.to_string();
         for _ in s.len()..width {
             out.push('0');

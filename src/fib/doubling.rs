@@ -9,8 +9,8 @@
 //! ```
 //!
 //! and [`fib`] replaces the last step by a single product. The two squarings of a step are
-//! independent and run under `rayon::join` once the operands pass [`JOIN_BITS`]; past
-//! [`SPLIT_BITS`] each product is itself cut Karatsuba-style into three half-size products that
+//! independent and run under `rayon::join` once the operands pass `join_bits` ([`Thresholds`](super::Thresholds)); past
+//! `split_bits` each product is itself cut Karatsuba-style into three half-size products that
 //! run in parallel, so that the last, full-size product (which dominates the whole computation)
 //! also uses every core.
 
@@ -21,13 +21,7 @@ use num_traits::Zero;
 
 use super::small;
 
-/// Operand size in bits from which the two squarings of a doubling step run under
-/// `rayon::join`. Below it the join costs more than it saves (measured with
-/// `cargo bench --bench fib -- threshold`).
-pub const JOIN_BITS: u64 = 1 << 14;
-
-/// Operand size in bits from which one product is cut into three parallel half-size products.
-pub const SPLIT_BITS: u64 = 1 << 19;
+use super::tuning::{join_bits, split_bits};
 
 /// How many levels of three-way splitting a product gets on a pool of `threads` threads.
 fn split_depth(threads: usize) -> u32 {
@@ -67,7 +61,7 @@ fn par_mul(a: &BigUint, b: &BigUint, depth: u32) -> BigUint {
     } else {
         (b.bits(), a.bits())
     };
-    if depth == 0 || small_bits < SPLIT_BITS {
+    if depth == 0 || small_bits < split_bits() {
         return a * b;
     }
     let (a32, b32) = (a.to_u32_digits(), b.to_u32_digits());
@@ -104,7 +98,7 @@ fn par_mul(a: &BigUint, b: &BigUint, depth: u32) -> BigUint {
 }
 
 fn par_square(a: &BigUint, depth: u32) -> BigUint {
-    if depth == 0 || a.bits() < SPLIT_BITS {
+    if depth == 0 || a.bits() < split_bits() {
         return a * a;
     }
     let a32 = a.to_u32_digits();
@@ -121,7 +115,7 @@ fn par_square(a: &BigUint, depth: u32) -> BigUint {
 
 /// One doubling step: (F(k), F(k-1)) -> (F(2k), F(2k-1)), or -> (F(2k+1), F(2k)) when `odd`.
 fn step(a: &BigUint, b: &BigUint, k_is_odd: bool, odd: bool) -> (BigUint, BigUint) {
-    let (a2, b2) = if a.bits() >= JOIN_BITS {
+    let (a2, b2) = if a.bits() >= join_bits() {
         rayon::join(|| square(a), || square(b))
     } else {
         (a * a, b * b)
@@ -265,7 +259,7 @@ mod tests {
 
     #[test]
     fn parallel_products_equal_plain_products() {
-        // Operands past SPLIT_BITS so every split path runs, on a 4-thread pool.
+        // Operands past the split threshold so every split path runs, on a 4-thread pool.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(4)
             .build()

@@ -21,23 +21,24 @@ mod doubling;
 mod engine;
 mod modular;
 mod small;
+mod tuning;
 
 use num_bigint::BigUint;
 
-pub use decimal::{PAR_DECIMAL_BITS, to_decimal};
+pub use decimal::to_decimal;
 pub use digits::{WORKING_COPIES, bit_estimate, digit_count, value_bytes, working_bytes};
-pub use doubling::{JOIN_BITS, SPLIT_BITS};
 pub use engine::{BuildError, DEFAULT_CACHE_BYTES, Fibonacci, FibonacciBuilder};
 pub use modular::{advance_mod, fib_mod, fib_pair_mod, fib_pair_mod_pow10, last_digits};
 pub use small::{MAX_N as U128_MAX_N, fib_u128};
+pub use tuning::{Thresholds, set_thresholds, thresholds};
 
 /// F(n), exactly.
 ///
 /// Fast doubling from the machine-word table (n <= 186 is a table look-up), two squarings per
 /// bit of n, the last step a single product. Big products run in parallel on the current rayon
 /// pool (call it inside `pool.install` to choose the threads): the two squarings of a step under
-/// `rayon::join` past [`JOIN_BITS`], and each product cut into three parallel half-size products
-/// past [`SPLIT_BITS`].
+/// `rayon::join`, and each big product cut into three parallel half-size products, past the
+/// sizes in [`thresholds`].
 ///
 /// Time grows like num-bigint's multiplication (about n^1.47); memory is a few copies of the
 /// result ([`working_bytes`]).
