@@ -30,6 +30,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(unreachable_pub)]
 
+pub mod baseline;
 pub mod fib;
 pub mod memo;
 pub mod schedule;
