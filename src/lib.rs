@@ -23,6 +23,10 @@
 //!
 //! - [`memo`]: [`MemoCache`](memo::MemoCache), a DashMap-backed cache where each key is
 //!   computed once, with a memory budget.
+//! - [`pipeline`]: task decomposition into stages with threads of their own, bounded queues,
+//!   ordered output, errors and panics carried to the caller, per-stage counters.
+//! - [`schedule`]: largest-first dynamic mapping, LPT and affinity partitions.
+//! - [`baseline`]: the book's shared queue with a Condvar, done right, and a thread per input.
 //! - [`fib`]: fast doubling, the mod-m path, digit counts, and the [`Fibonacci`](fib::Fibonacci)
 //!   batch engine.
 //! - `fibo` (binary): the command-line tool, `src/bin/fibo.rs` over the private `cli` module.
@@ -33,6 +37,7 @@
 pub mod baseline;
 pub mod fib;
 pub mod memo;
+pub mod pipeline;
 pub mod schedule;
 
 pub use num_bigint;

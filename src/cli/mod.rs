@@ -1,10 +1,9 @@
 //! The `fibo` command line: arguments, input collection and validation, the memory check, and
-//! the streaming run. Kept out of the library API; `src/bin/fibo.rs` is a thin `main`.
+//! the streaming run (a parkit pipeline). Kept out of the library API; `src/bin/fibo.rs` is a thin `main`.
 
 pub mod input;
 pub mod memory;
 pub mod output;
-pub mod stream;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -14,6 +13,7 @@ use std::time::Instant;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parkit::fib::{self, Fibonacci};
+use parkit::pipeline::Pipeline;
 
 use input::{Item, Origin};
 use output::{Format, Printer, What};
@@ -126,9 +126,9 @@ pub enum CliError {
     Closed,
 }
 
-impl From<stream::BlockPanic> for CliError {
-    fn from(p: stream::BlockPanic) -> Self {
-        CliError::Runtime(format!("internal error while computing: {}", p.0))
+impl From<parkit::pipeline::PipelineError> for CliError {
+    fn from(e: parkit::pipeline::PipelineError) -> Self {
+        CliError::Runtime(format!("internal error: {e}"))
     }
 }
 
@@ -226,21 +226,6 @@ fn check_memory(items: &[(Item, Origin)], what: What, limit: u64) -> Result<(), 
     Ok(())
 }
 
-/// A block of input values, printed together.
-struct NBlock {
-    ns: Vec<u64>,
-    bytes: u64,
-}
-
-impl stream::Block for NBlock {
-    fn bytes(&self) -> u64 {
-        self.bytes
-    }
-    fn len(&self) -> u64 {
-        self.ns.len() as u64
-    }
-}
-
 /// Cuts the inputs, in order, into blocks of about `target_bytes` of output (at most
 /// `max_count` values), lazily: a range of a billion values is never materialised.
 struct Blocks {
@@ -275,9 +260,10 @@ impl Blocks {
 }
 
 impl Iterator for Blocks {
-    type Item = NBlock;
+    /// A block of input values, printed together.
+    type Item = Vec<u64>;
 
-    fn next(&mut self) -> Option<NBlock> {
+    fn next(&mut self) -> Option<Vec<u64>> {
         let mut ns = Vec::new();
         let mut bytes = 0u64;
         while let Some(n) = self.next_n() {
@@ -287,7 +273,7 @@ impl Iterator for Blocks {
                 break;
             }
         }
-        (!ns.is_empty()).then_some(NBlock { ns, bytes })
+        (!ns.is_empty()).then_some(ns)
     }
 }
 
@@ -323,24 +309,39 @@ fn run(args: &Args) -> Result<(), CliError> {
     };
     let max_count = if what.needs_value() { 2048 } else { 8192 };
     let blocks = Blocks::new(items, what, 4 << 20, max_count);
-    // At least two blocks per thread in flight so no core idles, and at most ~ 512 MB of output
-    // (or one block) held ahead of the writer.
-    let window = stream::Window {
-        max_blocks: 4 * threads,
-        max_bytes: (limit / 4).min(512 << 20),
-    };
-    let compute = {
-        let engine = Arc::clone(&engine);
-        Arc::new(move |b: NBlock| printer.render(&engine, &b.ns))
-    };
+    // Task decomposition: the blocks go through a "compute" stage of one thread per core (the
+    // work itself runs on the engine's rayon pool), and come back in input order to this
+    // thread, the writer. At most 4 blocks per thread are in flight, each about 4 MB of output
+    // or less (or one value), so memory stays bounded whatever the input.
+    let stage_engine = Arc::clone(&engine);
+    let results = Pipeline::from(blocks)
+        .stage("compute", threads, move |ns: Vec<u64>| {
+            let text = stage_engine
+                .pool()
+                .install(|| printer.render(&stage_engine, &ns));
+            (text, ns.len() as u64)
+        })
+        .capacity(threads)
+        .window(4 * threads);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let written = stream::run(engine.pool(), blocks, window, compute, |bytes, len| {
-        out.write_all(&bytes).map_err(write_error)?;
+    let mut written = Ok(());
+    // Dropping the iterator early (a write error) stops every stage.
+    for block in results {
+        let (text, len) = match block {
+            Ok(b) => b,
+            Err(e) => {
+                written = Err(e.into());
+                break;
+            }
+        };
+        if let Err(e) = out.write_all(&text) {
+            written = Err(write_error(e));
+            break;
+        }
         progress.inc(len);
-        Ok::<(), CliError>(())
-    })
-    .and_then(|()| out.flush().map_err(write_error));
+    }
+    let written = written.and_then(|()| out.flush().map_err(write_error));
     progress.finish_and_clear();
     written?;
     if args.stats {
