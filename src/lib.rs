@@ -23,10 +23,18 @@
 //!
 //! - [`memo`]: [`MemoCache`](memo::MemoCache), a DashMap-backed cache where each key is
 //!   computed once, with a memory budget.
+//! - [`granularity`]: [`Granularity`](granularity::Granularity), one policy for how finely
+//!   work is cut, shared by every pattern (Auto, Sequential, MinLen, ChunkSize, Chunks, Tuned).
+//! - [`divide`]: divide and conquer over `rayon::join` with the cutoff from a Granularity.
+//! - [`decompose`]: data decomposition: map, for_each and map/reduce over slices and ranges.
 //! - [`pipeline`]: task decomposition into stages with threads of their own, bounded queues,
 //!   ordered output, errors and panics carried to the caller, per-stage counters.
 //! - [`schedule`]: largest-first dynamic mapping, LPT and affinity partitions.
 //! - [`baseline`]: the book's shared queue with a Condvar, done right, and a thread per input.
+//! - [`decimal`]: natural numbers in base 10^19 with parallel NTT multiplication, and F(n)
+//!   computed directly in decimal, so printing is a linear copy.
+//! - `crawl` (feature `crawl`): the book's web crawler, a fetch -> extract -> organize
+//!   pipeline with new URLs fed back to the fetchers.
 //! - [`fib`]: fast doubling, the mod-m path, digit counts, and the [`Fibonacci`](fib::Fibonacci)
 //!   batch engine.
 //! - `fibo` (binary): the command-line tool, `src/bin/fibo.rs` over the private `cli` module.
@@ -35,7 +43,13 @@
 #![warn(unreachable_pub)]
 
 pub mod baseline;
+#[cfg(feature = "crawl")]
+pub mod crawl;
+pub mod decimal;
+pub mod decompose;
+pub mod divide;
 pub mod fib;
+pub mod granularity;
 pub mod memo;
 pub mod pipeline;
 pub mod schedule;

@@ -1,0 +1,80 @@
+//! Granularity benchmarks: a map over items whose cost is a calibrated spin (about 50 ns, 1 µs,
+//! 50 µs and 1 ms per item, about 40 ms of work per case) under each `Granularity`, with a
+//! `ChunkSize` sweep from 1 to 4096. What it shows: how far `Tuned` lands from the best fixed
+//! choice for each cost.
+//!
+//! `cargo bench --bench granularity` (a few minutes); `cargo test --benches` runs each once.
+//! Medians are in `target/criterion/granularity_<cost>/<policy>/new/estimates.json`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
+use parkit::decompose::par_map;
+use parkit::granularity::Granularity;
+
+/// About one nanosecond's worth of dependent arithmetic per step, opaque to the optimiser.
+fn spin(steps: u64, seed: u64) -> u64 {
+    let mut x = seed;
+    for i in 0..steps {
+        x = black_box(x.wrapping_mul(0x5851_f42d_4c95_7f2d).wrapping_add(i));
+    }
+    x
+}
+
+/// Spin steps per nanosecond on this machine: the best of a few 2 ms runs.
+fn steps_per_ns() -> f64 {
+    let steps = 1 << 20;
+    let best = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(spin(steps, 1));
+            t.elapsed()
+        })
+        .min()
+        .unwrap();
+    steps as f64 / best.as_nanos().max(1) as f64
+}
+
+fn granularities(threads: usize) -> Vec<Granularity> {
+    let mut all = vec![
+        Granularity::Auto,
+        Granularity::Sequential,
+        Granularity::MinLen(256),
+        Granularity::Chunks(threads),
+        Granularity::Chunks(4 * threads),
+        Granularity::tuned(),
+    ];
+    all.extend([1, 4, 16, 64, 256, 1024, 4096].map(Granularity::ChunkSize));
+    all
+}
+
+fn map_by_cost(c: &mut Criterion) {
+    let threads = rayon::current_num_threads();
+    let rate = steps_per_ns();
+    // (label, cost per item, items): about 40 ms of work each.
+    let costs = [
+        ("50ns", Duration::from_nanos(50), 800_000),
+        ("1us", Duration::from_micros(1), 40_000),
+        ("50us", Duration::from_micros(50), 800),
+        ("1ms", Duration::from_millis(1), 40),
+    ];
+    for (label, cost, items) in costs {
+        let steps = (cost.as_nanos() as f64 * rate).round() as u64;
+        let seeds: Vec<u64> = (0..items).collect();
+        let mut g = c.benchmark_group(format!("granularity_{label}"));
+        g.sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1));
+        for policy in granularities(threads) {
+            g.bench_function(BenchmarkId::from_parameter(policy), |b| {
+                b.iter(|| par_map(black_box(&seeds), policy, |&s| spin(steps, s)));
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, map_by_cost);
+criterion_main!(benches);
