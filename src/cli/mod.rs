@@ -16,7 +16,7 @@ use parkit::fib::{self, Fibonacci};
 use parkit::pipeline::Pipeline;
 
 use input::{Item, Origin};
-use output::{Format, Printer, What};
+use output::{Engine, Format, Printer, What};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -47,6 +47,11 @@ pub struct Args {
     /// Line format
     #[arg(short, long, value_enum, default_value_t = Format::Value)]
     pub format: Format,
+
+    /// How full values are computed: in decimal (base 10^19, printing is a linear copy), in
+    /// binary (then converted), or auto: decimal past n = 186
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
+    pub engine: Engine,
 
     /// Print the number of decimal digits of F(n) instead of its value
     #[arg(long, conflicts_with_all = ["last", "modulus"])]
@@ -306,6 +311,7 @@ fn run(args: &Args) -> Result<(), CliError> {
     let printer = Printer {
         format: args.format,
         what,
+        engine: args.engine,
     };
     let max_count = if what.needs_value() { 2048 } else { 8192 };
     let blocks = Blocks::new(items, what, 4 << 20, max_count);
