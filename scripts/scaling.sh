@@ -22,8 +22,10 @@ run() { # seconds of one run of fibo with the given arguments, output to /dev/nu
 }
 
 workloads=(
-  "1e7"                       # one big value: parallel products + parallel decimal
-  "3e7"
+  "1e7"                       # one big value, decimal engine (parallel NTT)
+  "1e8"
+  "1e9"                       # 209 million digits
+  "--engine binary 1e7"       # binary engine: parallel products + parallel conversion
   "100000..102000"            # 2,000 consecutive n near 10^5: planner + decimal in parallel
   "1..30001"                  # a dense range of growing values
   "--mod 1000000007 0..3000000"  # machine-word path, 3 million lines
