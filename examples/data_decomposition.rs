@@ -9,18 +9,18 @@ use std::time::{Duration, Instant};
 use parkit::decompose::{par_map_reduce, par_map_reduce_range};
 use parkit::granularity::Granularity;
 
-/// Median wall time of `reps` runs, and the last result.
+/// The best wall time of `reps` runs (the least disturbed by other work), and the last result.
 fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     let mut out = None;
-    let mut times: Vec<Duration> = (0..reps)
+    let best = (0..reps)
         .map(|_| {
             let t = Instant::now();
             out = Some(f());
             t.elapsed()
         })
-        .collect();
-    times.sort();
-    (times[reps / 2], out.unwrap())
+        .min()
+        .expect("at least one run");
+    (best, out.unwrap())
 }
 
 fn digits(n: u64) -> u32 {
@@ -57,7 +57,7 @@ fn report(g: Granularity, t: Duration, base: Duration) {
 
 fn main() {
     let threads = rayon::current_num_threads();
-    println!("data decomposition on {threads} threads (median of 5 runs; x = speed-up over seq)\n");
+    println!("data decomposition on {threads} threads (best of 5 runs; x = speed-up over seq)\n");
 
     let numbers: Vec<u64> = (0..5_000_000).collect();
     let expect: u64 = numbers.iter().map(|&n| u64::from(digits(n * n))).sum();

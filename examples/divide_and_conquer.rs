@@ -9,18 +9,18 @@ use std::time::{Duration, Instant};
 use parkit::divide::divide;
 use parkit::granularity::Granularity;
 
-/// Median wall time of `reps` runs, and the last result.
+/// The best wall time of `reps` runs (the least disturbed by other work), and the last result.
 fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     let mut out = None;
-    let mut times: Vec<Duration> = (0..reps)
+    let best = (0..reps)
         .map(|_| {
             let t = Instant::now();
             out = Some(black_box(f()));
             t.elapsed()
         })
-        .collect();
-    times.sort();
-    (times[reps / 2], out.unwrap())
+        .min()
+        .expect("at least one run");
+    (best, out.unwrap())
 }
 
 fn merge(a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {
@@ -64,7 +64,7 @@ fn row(what: &str, g: &str, t: Duration, base: Duration) {
 
 fn main() {
     let threads = rayon::current_num_threads();
-    println!("divide and conquer on {threads} threads (median of 5 runs; x = speed-up)\n");
+    println!("divide and conquer on {threads} threads (best of 5 runs; x = speed-up)\n");
     let policies = |cutoffs: &[usize]| {
         let mut all = vec![
             Granularity::Auto,

@@ -12,16 +12,19 @@ if [ ${#threads[@]} -eq 0 ]; then
   for t in 1 2 4 8 16; do [ "$t" -le "$cores" ] && threads+=("$t"); done
 fi
 
-median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
-run() { # seconds of one run of fibo with the given arguments, output to /dev/null
-  local s e
-  s=$(date +%s.%N)
+# Pure bash (5+) timing, no bc or python needed on the measuring machine.
+median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+run() { # microseconds of one run of fibo with the given arguments, output to /dev/null
+  local s=${EPOCHREALTIME/./} e
   "$fibo" --no-progress "$@" > /dev/null
-  e=$(date +%s.%N)
-  echo "$e - $s" | bc -l
+  e=${EPOCHREALTIME/./}
+  echo $((e - s))
 }
+secs() { printf '%d.%03d' $(($1 / 1000000)) $(($1 % 1000000 / 1000)); }
+reps=${REPS:-3}
 
-workloads=(
+workloads=(${WORKLOADS:+$WORKLOADS})
+[ ${#workloads[@]} -gt 0 ] || workloads=(
   "1e7"                       # one big value, decimal engine (parallel NTT)
   "1e8"
   "1e9"                       # 209 million digits
@@ -40,10 +43,11 @@ for w in "${workloads[@]}"; do
   first=""; last=""
   for t in "${threads[@]}"; do
     # shellcheck disable=SC2086
-    m=$(median3 "$(run -j "$t" $w)" "$(run -j "$t" $w)" "$(run -j "$t" $w)")
-    printf ' %.3f |' "$m"
+    if [ "$reps" = 1 ]; then m=$(run -j "$t" $w); else
+      m=$(median3 "$(run -j "$t" $w)" "$(run -j "$t" $w)" "$(run -j "$t" $w)"); fi
+    printf ' %s |' "$(secs "$m")"
     [ -z "$first" ] && first=$m
     last=$m
   done
-  printf ' %.2fx |\n' "$(echo "$first / $last" | bc -l)"
+  printf ' %d.%02dx |\n' $((first / last)) $((first * 100 / last % 100))
 done

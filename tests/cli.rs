@@ -349,3 +349,35 @@ fn memory_stays_bounded_on_a_huge_range() {
     assert!(peak_kb > 0);
     assert!(peak_kb < 700 * 1024, "peak RSS {peak_kb} kB");
 }
+
+#[test]
+fn many_threads_first_call_does_not_deadlock() {
+    // Regression: the NTT tables were built inside a OnceLock with rayon::join; a worker could
+    // steal a task needing the same cell and block on it forever (1 run in ~30 with -j 16).
+    for _ in 0..40 {
+        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+            .args(["-j", "16", "1e6"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child2 = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+            .args(["-j", "16", "2e6"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        for c in [&mut child, &mut child2] {
+            loop {
+                if let Some(status) = c.try_wait().unwrap() {
+                    assert!(status.success());
+                    break;
+                }
+                if start.elapsed() > std::time::Duration::from_secs(60) {
+                    c.kill().unwrap();
+                    panic!("fibo -j 16 hung");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+}

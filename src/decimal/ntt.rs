@@ -308,11 +308,10 @@ impl Ctx {
 
 fn contexts() -> &'static [Ctx; 3] {
     static CTX: OnceLock<[Ctx; 3]> = OnceLock::new();
-    CTX.get_or_init(|| {
-        let mk = |i: usize| Ctx::new(PRIMES[i], GENERATORS[i]);
-        let (a, (b, c)) = rayon::join(|| mk(0), || rayon::join(|| mk(1), || mk(2)));
-        [a, b, c]
-    })
+    // Built sequentially, never with rayon: a worker initializing the OnceLock inside `join`
+    // could steal a task that also calls `contexts()` and block on the cell only it can fill
+    // (seen as a hang of `fibo -j 16 1e7` on a 16-core machine, 1 run in ~30).
+    CTX.get_or_init(|| std::array::from_fn(|i| Ctx::new(PRIMES[i], GENERATORS[i])))
 }
 
 /// Forward butterfly: `(x, y) -> (x + w y, x - w y)`, inputs and outputs in `[0, 4p)`.
