@@ -212,6 +212,15 @@ fn jobs_and_stats() {
     for w in ["100 inputs", "1 threads", "hits", "misses", "peak"] {
         assert!(err.contains(w), "{err}");
     }
+    // Same output whatever the granularity.
+    let want = stdout_of(&["--engine", "binary", "1000..1300"]);
+    for g in ["seq", "chunk:7", "chunks:3", "min:50", "tuned"] {
+        assert_eq!(
+            stdout_of(&["--engine", "binary", "--granularity", g, "1000..1300"]),
+            want
+        );
+    }
+    usage_error(&["--granularity", "chunk:x", "10"], "", &["chunk:x"]);
     // Same output whatever the thread count.
     assert_eq!(
         stdout_of(&["-j", "3", "900..1100", "5"]),

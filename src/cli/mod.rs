@@ -78,6 +78,11 @@ pub struct Args {
     #[arg(long, overrides_with = "progress")]
     pub no_progress: bool,
 
+    /// How batches of close values are cut into runs: auto, tuned, seq, chunk:N, chunks:N,
+    /// min:N (the library's Granularity)
+    #[arg(long, value_name = "POLICY", default_value = "auto")]
+    pub granularity: parkit::granularity::Granularity,
+
     /// Print time, inputs, cache hits and misses and peak cache bytes on stderr at the end
     #[arg(long)]
     pub stats: bool,
@@ -297,6 +302,7 @@ fn run(args: &Args) -> Result<(), CliError> {
     let engine = Fibonacci::builder()
         .threads(args.jobs.unwrap_or(0))
         .cache_bytes(args.cache_mb.saturating_mul(1 << 20))
+        .granularity(args.granularity)
         .build()
         .map_err(|e| CliError::Runtime(e.to_string()))?;
     let engine = Arc::new(engine);

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{cost, doubling};
+use crate::granularity::Granularity;
 use crate::memo::{CacheStats, MemoCache};
 use crate::schedule;
 use num_bigint::BigUint;
@@ -35,6 +36,7 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 pub struct Fibonacci {
     cache: MemoCache<u64, Pair>,
     pool: rayon::ThreadPool,
+    granularity: Granularity,
 }
 
 impl fmt::Debug for Fibonacci {
@@ -62,6 +64,7 @@ impl fmt::Debug for Fibonacci {
 pub struct FibonacciBuilder {
     threads: usize,
     cache_bytes: Option<usize>,
+    granularity: Granularity,
 }
 
 /// The engine's thread pool could not be built.
@@ -109,6 +112,28 @@ impl FibonacciBuilder {
         self
     }
 
+    /// How a batch of close values is cut into runs (each a task started by one fast doubling
+    /// and continued by additions): [`Granularity::Auto`] and [`Granularity::Tuned`] (the
+    /// default) size runs by the measured cost model so every thread gets about four;
+    /// `ChunkSize(k)` makes runs of at most k values, `Chunks(k)` about k runs, `MinLen(k)` runs
+    /// of at least k values, `Sequential` one run per stretch of close values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::fib::Fibonacci;
+    /// use parkit::granularity::Granularity;
+    ///
+    /// let e = Fibonacci::builder().granularity(Granularity::ChunkSize(10)).build()?;
+    /// let ns: Vec<u64> = (500..600).collect();
+    /// assert_eq!(e.batch(&ns)[99], parkit::fib::fib(599));
+    /// # Ok::<(), parkit::fib::BuildError>(())
+    /// ```
+    pub fn granularity(mut self, granularity: Granularity) -> Self {
+        self.granularity = granularity;
+        self
+    }
+
     /// Builds the engine and its thread pool.
     ///
     /// # Errors
@@ -129,7 +154,11 @@ impl FibonacciBuilder {
             .build()?;
         let cache = MemoCache::with_budget(self.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
             .with_weigher(|_, p: &Pair| pair_bytes(p));
-        Ok(Fibonacci { cache, pool })
+        Ok(Fibonacci {
+            cache,
+            pool,
+            granularity: self.granularity,
+        })
     }
 }
 
@@ -395,7 +424,18 @@ impl Fibonacci {
         // Total cost if every value were reached by steps from its predecessor, to size runs so
         // there are enough of them to keep every thread busy.
         let total: f64 = uniq.iter().map(|&n| cost::value(n)).sum();
-        let target = (total / (threads * cost::RUNS_PER_THREAD)).max(cost::MIN_RUN);
+        let mut target = (total / (threads * cost::RUNS_PER_THREAD)).max(cost::MIN_RUN);
+        // The same Granularity policy as every other pattern: a cap and a floor on run length.
+        let (mut max_len, mut min_len) = (usize::MAX, 1);
+        match self.granularity {
+            Granularity::Sequential => target = f64::INFINITY,
+            Granularity::ChunkSize(k) => (target, max_len) = (f64::INFINITY, k.max(1)),
+            Granularity::Chunks(k) => {
+                (target, max_len) = (f64::INFINITY, uniq.len().div_ceil(k.max(1)));
+            }
+            Granularity::MinLen(k) => min_len = k.max(1),
+            _ => {}
+        }
         let mut segs = Vec::new();
         let mut begin = 0;
         let mut acc = 0.0;
@@ -404,7 +444,8 @@ impl Fibonacci {
             if j > begin {
                 let gap = n - uniq[j - 1];
                 let close = cost::steps(n, gap) <= cost::pair(n);
-                if !close || acc >= target {
+                let len = j - begin;
+                if !close || len >= max_len || (acc >= target && len >= min_len) {
                     segs.push(self.segment(uniq, begin..j, acc, &keys));
                     begin = j;
                     acc = 0.0;
@@ -532,6 +573,22 @@ mod tests {
         assert!(plan.len() >= 4 && plan.len() <= 64, "{} runs", plan.len());
         let covered: usize = plan.iter().map(|s| s.range.len()).sum();
         assert_eq!(covered, ns.len());
+        for (g, runs) in [
+            (Granularity::Sequential, 1..=1),
+            (Granularity::ChunkSize(100), 20..=20),
+            (Granularity::Chunks(7), 7..=7),
+            (Granularity::MinLen(1000), 1..=2),
+        ] {
+            let e = Fibonacci::builder()
+                .threads(2)
+                .granularity(g)
+                .build()
+                .unwrap();
+            let plan = e.plan(&ns);
+            assert!(runs.contains(&plan.len()), "{g:?}: {} runs", plan.len());
+            assert_eq!(plan.iter().map(|s| s.range.len()).sum::<usize>(), ns.len());
+            assert_eq!(e.batch(&ns)[1234], fib(101_234));
+        }
     }
 
     #[test]
