@@ -7,6 +7,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use parkit::fib::{Fibonacci, fib};
+use parkit::granularity::Granularity;
 use rayon::prelude::*;
 
 fn single(c: &mut Criterion) {
@@ -64,5 +65,52 @@ fn batch_reuse(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, single, single_threads, batch_reuse);
+fn batch_granularity(c: &mut Criterion) {
+    // One Fibonacci batch under each Granularity: 5,000 inputs in 1..=200,000 (a spread of
+    // sizes), and a skewed mix of three huge inputs among 3,000 small ones.
+    let spread: Vec<u64> = (0..5_000u64)
+        .map(|i| 1 + (i * 7_919 * 13) % 200_000)
+        .collect();
+    let mut skewed: Vec<u64> = (0..3_000u64).map(|i| 1_000 + i).collect();
+    skewed.extend([1_500_000, 1_200_000, 1_000_000]);
+    let policies = [
+        "auto",
+        "tuned",
+        "seq",
+        "min:64",
+        "chunks:2",
+        "chunks:8",
+        "chunk:1",
+        "chunk:16",
+        "chunk:256",
+        "chunk:4096",
+    ];
+    for (name, ns) in [("spread-5000", &spread), ("skewed", &skewed)] {
+        let mut g = c.benchmark_group(format!("fib/batch-granularity/{name}"));
+        g.sample_size(10);
+        for p in policies {
+            let granularity: Granularity = p.parse().unwrap();
+            g.bench_function(p, |b| {
+                b.iter_with_setup(
+                    || {
+                        Fibonacci::builder()
+                            .granularity(granularity)
+                            .build()
+                            .unwrap()
+                    },
+                    |e| e.batch_map(black_box(ns), |_, v| v.bits()),
+                );
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    single,
+    single_threads,
+    batch_reuse,
+    batch_granularity
+);
 criterion_main!(benches);
