@@ -19,6 +19,8 @@ const TASK_NS: f64 = 2_000.0;
 
 /// Runs planned per thread for a large batch, so work stealing can even out the load.
 pub(crate) const RUNS_PER_THREAD: f64 = 4.0;
+/// A run is cut only once its own work is this many times the fresh start of the next run.
+pub(crate) const START_SHARE: f64 = 1.0;
 /// The smallest run worth its own task, in nanoseconds.
 pub(crate) const MIN_RUN: f64 = 50_000.0;
 

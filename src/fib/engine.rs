@@ -423,7 +423,12 @@ impl Fibonacci {
         let threads = self.threads().max(1) as f64;
         // Total cost if every value were reached by steps from its predecessor, to size runs so
         // there are enough of them to keep every thread busy.
-        let total: f64 = uniq.iter().map(|&n| cost::value(n)).sum();
+        let total: f64 = uniq
+            .iter()
+            .zip(uniq.iter().skip(1))
+            .map(|(&a, &b)| cost::steps(b, (b - a).min(64)))
+            .sum::<f64>()
+            + cost::value(uniq[0]);
         let mut target = (total / (threads * cost::RUNS_PER_THREAD)).max(cost::MIN_RUN);
         // The same Granularity policy as every other pattern: a cap and a floor on run length.
         let (mut max_len, mut min_len) = (usize::MAX, 1);
@@ -445,7 +450,10 @@ impl Fibonacci {
                 let gap = n - uniq[j - 1];
                 let close = cost::steps(n, gap) <= cost::pair(n);
                 let len = j - begin;
-                if !close || len >= max_len || (acc >= target && len >= min_len) {
+                // Cut a run when it is long enough to keep threads busy, but only once its
+                // stepping cost pays for the fresh start the next run needs (start <= 1/2).
+                let paid = acc >= cost::START_SHARE * cost::pair(n);
+                if !close || len >= max_len || (acc >= target && paid && len >= min_len) {
                     segs.push(self.segment(uniq, begin..j, acc, &keys));
                     begin = j;
                     acc = 0.0;
