@@ -116,3 +116,31 @@ fn parallel_result_is_the_same_on_any_pool() {
         (&want % 1_000_000_007u64).try_into().unwrap()
     );
 }
+
+#[test]
+fn decimal_engine_last_digits_match_the_mod_path_up_to_a_billion() {
+    // The lowest base-10^19 limb of F(n) computed in decimal is F(n) mod 10^19, which the
+    // machine-word path computes independently.
+    let m = 10_000_000_000_000_000_000u64;
+    for n in [
+        187u64,
+        99_991,
+        1_234_567,
+        12_345_679,
+        100_000_007,
+        1_000_000_000,
+    ] {
+        let v = parkit::decimal::fib(n);
+        assert_eq!(v.limbs()[0], fib_mod(n, m), "n = {n}");
+        assert_eq!(v.digit_count(), digit_count(n), "n = {n}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn decimal_engine_equals_binary_engine(n in 0u64..1_000_000) {
+        prop_assert_eq!(parkit::decimal::fib(n).to_string(), fib(n).to_string());
+    }
+}
