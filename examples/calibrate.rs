@@ -71,17 +71,7 @@ fn sweep() {
         1 << 20,
         never,
     ];
-    print!("{:>22}", "join_bits:");
-    for j in joins {
-        print!(
-            " {:>8}",
-            if j == never {
-                "never".into()
-            } else {
-                format!("2^{}", j.ilog2())
-            }
-        );
-    }
+    header("join_bits", &joins);
     println!("  1 thread");
     for n in [30_000u64, 100_000, 300_000, 1_000_000] {
         let reps = if n >= 1_000_000 { 21 } else { 101 };
@@ -98,17 +88,7 @@ fn sweep() {
     }
 
     let splits = [1u64 << 17, 1 << 18, 1 << 19, 1 << 20, 1 << 21, never];
-    print!("{:>22}", "split_bits:");
-    for j in splits {
-        print!(
-            " {:>8}",
-            if j == never {
-                "never".into()
-            } else {
-                format!("2^{}", j.ilog2())
-            }
-        );
-    }
+    header("split_bits", &splits);
     println!();
     for n in [1_000_000u64, 3_000_000, 10_000_000] {
         let reps = if n >= 10_000_000 { 5 } else { 11 };
@@ -124,17 +104,7 @@ fn sweep() {
     }
 
     let decs = [1u64 << 16, 1 << 18, 1 << 20, 1 << 22, never];
-    print!("{:>22}", "decimal_bits:");
-    for j in decs {
-        print!(
-            " {:>8}",
-            if j == never {
-                "never".into()
-            } else {
-                format!("2^{}", j.ilog2())
-            }
-        );
-    }
+    header("decimal_bits", &decs);
     println!();
     for n in [300_000u64, 1_000_000, 10_000_000] {
         let v = fib(n);
@@ -153,4 +123,17 @@ fn sweep() {
         println!();
     }
     set_thresholds(base);
+}
+
+/// Prints a row of threshold candidates: `2^k` each, `never` for `u64::MAX`.
+fn header(name: &str, candidates: &[u64]) {
+    print!("{:>22}", format!("{name}:"));
+    for &j in candidates {
+        let label = if j == u64::MAX {
+            "never".into()
+        } else {
+            format!("2^{}", j.ilog2())
+        };
+        print!(" {label:>8}");
+    }
 }
