@@ -8,6 +8,7 @@ use url::Url;
 
 use super::fetch::{FetchError, FetchErrorKind, Redirect};
 use super::json::Json;
+use crate::pipeline::stats::short;
 use crate::pipeline::{Report, StageStats};
 
 /// What fetching a URL gave: an HTTP status, or no complete response.
@@ -444,20 +445,6 @@ impl CrawlReport {
             ("pipeline", pipeline),
         ])
         .pretty()
-    }
-}
-
-/// A duration in the unit that keeps it short: `850ns`, `12.3µs`, `4.56ms`, `7.89s`.
-fn short(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1}µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2}ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.2}s", d.as_secs_f64())
     }
 }
 

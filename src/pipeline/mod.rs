@@ -101,7 +101,7 @@ mod error;
 mod output;
 mod shared;
 mod stage;
-mod stats;
+pub(crate) mod stats;
 
 pub use builder::Pipeline;
 pub use error::{ErrorKind, PipelineError};

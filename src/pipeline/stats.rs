@@ -255,7 +255,7 @@ impl Report {
 }
 
 /// A duration in the unit that keeps it short: `850ns`, `12.3µs`, `4.56ms`, `7.89s`.
-fn short(d: Duration) -> String {
+pub(crate) fn short(d: Duration) -> String {
     let ns = d.as_nanos();
     if ns < 1_000 {
         format!("{ns}ns")
