@@ -10,6 +10,8 @@
 //!   mapping onto `k` machines or threads once, up front.
 //! - **Affinity** ([`partition_by_key`]): tasks that share data (same key) stay in one group, so
 //!   the shared data is loaded once; groups are still balanced by LPT over the bundles.
+//! - **Contiguous** ([`split_contiguous`]): a sequence cut into ranges of about equal cost,
+//!   for when neighbours share work and order must be kept.
 //!
 //! Costs are `f64` in any unit (estimated nanoseconds, items, bytes): only ratios matter. For
 //! F(n), num-bigint's cost grows about as n^1.47; the Fibonacci batch planner uses
@@ -194,6 +196,57 @@ pub fn partition_by_key<T, K: Hash + Eq>(
     lpt(bundles, k)
 }
 
+/// Splits a sequence of tasks into at most `parts` contiguous, non-empty ranges of about equal
+/// total cost: the cut for part `j` is the item boundary nearest to `j/parts` of the total.
+///
+/// Use it where order matters and neighbours share work, so tasks cannot be scattered the way
+/// [`partition_lpt`] scatters them: `fibo submit` cuts its inputs this way, because a worker
+/// reaches consecutive F(n) by additions but scattered ones need a fresh start each. Each part
+/// costs at most `total / parts` plus the largest single cost. Negative or NaN costs count as
+/// zero; when every cost is zero, parts are cut by count.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::schedule::split_contiguous;
+///
+/// // One expensive task at the end gets a part of its own.
+/// let costs = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 6.0];
+/// assert_eq!(split_contiguous(&costs, 2), [0..6, 6..7]);
+/// // Never more parts than tasks, never an empty part.
+/// assert_eq!(split_contiguous(&[1.0, 1.0], 5), [0..1, 1..2]);
+/// assert!(split_contiguous(&[], 3).is_empty());
+/// ```
+#[must_use]
+pub fn split_contiguous(costs: &[f64], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let n = costs.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let parts = parts.clamp(1, n);
+    let total: f64 = costs.iter().map(|c| c.max(0.0)).sum();
+    let cost = |i: usize| {
+        if total > 0.0 { costs[i].max(0.0) } else { 1.0 }
+    };
+    let total = if total > 0.0 { total } else { n as f64 };
+    let mut bounds = vec![0usize];
+    let (mut i, mut acc) = (0usize, 0.0f64);
+    for j in 1..parts {
+        let target = total * j as f64 / parts as f64;
+        // Leave at least one task for this part and for each part after it.
+        let lo = bounds[bounds.len() - 1] + 1;
+        let hi = n - (parts - j);
+        // Cut before task i once the middle of task i lies past the target.
+        while i < hi && (i < lo || acc + cost(i) / 2.0 < target) {
+            acc += cost(i);
+            i += 1;
+        }
+        bounds.push(i);
+    }
+    bounds.push(n);
+    bounds.windows(2).map(|w| w[0]..w[1]).collect()
+}
+
 /// Runs `f` on every task on the current rayon pool, most expensive first, each worker taking
 /// the next most expensive task as it frees up; results in input order.
 ///
@@ -287,6 +340,33 @@ mod tests {
         });
         assert_eq!(out, tasks.iter().map(|t| t * 2).collect::<Vec<_>>());
         assert_eq!(calls.load(Ordering::Relaxed), tasks.len());
+    }
+
+    #[test]
+    fn contiguous_parts_cover_every_task_once_and_balance() {
+        let costs: Vec<f64> = (0..300).map(|i| f64::from((i * 7919) % 97 + 1)).collect();
+        let max = costs.iter().copied().fold(0.0, f64::max);
+        let total: f64 = costs.iter().sum();
+        for parts in [1, 2, 3, 7, 64, 299, 300, 1000] {
+            let r = split_contiguous(&costs, parts);
+            assert_eq!(r.len(), parts.min(costs.len()), "parts = {parts}");
+            assert_eq!(r[0].start, 0);
+            assert_eq!(r[r.len() - 1].end, costs.len());
+            for w in r.windows(2) {
+                assert_eq!(w[0].end, w[1].start);
+            }
+            for p in &r {
+                assert!(!p.is_empty());
+                let load: f64 = costs[p.clone()].iter().sum();
+                assert!(
+                    load <= total / r.len() as f64 + max,
+                    "parts = {parts}: {load}"
+                );
+            }
+        }
+        // Zero costs are cut by count.
+        assert_eq!(split_contiguous(&[0.0; 6], 3), [0..2, 2..4, 4..6]);
+        assert_eq!(split_contiguous(&[f64::NAN, 1.0, 1.0], 2), [0..2, 2..3]);
     }
 
     #[test]

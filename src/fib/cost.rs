@@ -55,6 +55,25 @@ pub(crate) fn jump(m: u64, d: u64) -> f64 {
     pair(d) + 4.0 * mul_words(words(d), words(m)) + 2.0 * value(m + d)
 }
 
+/// Gaps up to this many are walked by additions in [`sequence`].
+pub(crate) const STEP_GAP: u64 = 64;
+
+/// The cost of each value of a sequence computed in order: a value close after the previous
+/// one is reached by additions, any other needs a fresh pair.
+pub(crate) fn sequence(ns: &[u64]) -> Vec<f64> {
+    let mut prev: Option<u64> = None;
+    ns.iter()
+        .map(|&n| {
+            let c = match prev {
+                Some(p) if p <= n && n - p <= STEP_GAP => steps(n, n - p).max(value(n)),
+                _ => pair(n),
+            };
+            prev = Some(n);
+            c
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

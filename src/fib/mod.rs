@@ -80,3 +80,25 @@ pub fn fib_pair(n: u64) -> (BigUint, BigUint) {
     assert!(n < u64::MAX, "fib_pair: n + 1 overflows u64");
     doubling::fib_pair(n)
 }
+
+/// Estimated cost, in nanoseconds on one core, of each F(n) of `ns` computed in this order: a
+/// value at most 64 past the previous one is reached by additions, any other by a fresh fast
+/// doubling. The planner's cost model (fitted on the development machine; only ratios matter).
+///
+/// For cutting a sequence of inputs into pieces of equal work, with
+/// [`schedule::split_contiguous`](crate::schedule::split_contiguous), as `fibo submit` does.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::fib::sequence_costs;
+///
+/// let c = sequence_costs(&[1_000_000, 1_000_001, 5, 2_000_000]);
+/// // The step after 1_000_000 is far cheaper than the fresh start of 2_000_000.
+/// assert!(c[1] * 100.0 < c[3]);
+/// assert!(c[0] < c[3]);
+/// ```
+#[must_use]
+pub fn sequence_costs(ns: &[u64]) -> Vec<f64> {
+    cost::sequence(ns)
+}
