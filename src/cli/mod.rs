@@ -1,9 +1,12 @@
 //! The `fibo` command line: arguments, input collection and validation, the memory check, and
 //! the streaming run (a parkit pipeline). Kept out of the library API; `src/bin/fibo.rs` is a thin `main`.
 
+pub mod distributed;
 pub mod input;
 pub mod memory;
 pub mod output;
+#[cfg(feature = "distributed")]
+pub mod remote;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -32,39 +35,22 @@ Examples:
 /// Inputs are N, A..B (end excluded) or A..=B (end included); 1_000_000 and 1e6 are accepted.
 /// Results are printed one line per input value, in input order, as soon as they are ready.
 #[derive(Debug, Parser)]
-#[command(name = "fibo", version, after_help = AFTER_HELP, allow_negative_numbers = true)]
+#[command(
+    name = "fibo",
+    version,
+    after_help = AFTER_HELP,
+    allow_negative_numbers = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
-    /// Inputs: N, A..B (end excluded) or A..=B (end included)
-    #[arg(value_name = "INPUT")]
-    pub inputs: Vec<String>,
-
-    /// Read whitespace-separated inputs from FILE ('-' is stdin; '#' starts a comment);
-    /// repeatable, read after the INPUT arguments. With no inputs at all, stdin is read when it
-    /// is not a terminal.
-    #[arg(short, long = "input", value_name = "FILE")]
-    pub input_files: Vec<String>,
-
-    /// Line format
-    #[arg(short, long, value_enum, default_value_t = Format::Value)]
-    pub format: Format,
+    /// Inputs and what to print for each.
+    #[command(flatten)]
+    pub select: Select,
 
     /// How full values are computed: in decimal (base 10^19, printing is a linear copy), in
     /// binary (then converted), or auto: decimal past n = 186
     #[arg(long, value_enum, default_value_t = Engine::Auto)]
     pub engine: Engine,
-
-    /// Print the number of decimal digits of F(n) instead of its value
-    #[arg(long, conflicts_with_all = ["last", "modulus"])]
-    pub digits: bool,
-
-    /// Print the last K digits of F(n) (leading zeros kept; all of F(n) when shorter), without
-    /// computing F(n) itself
-    #[arg(long, value_name = "K", value_parser = parse_last, conflicts_with = "modulus")]
-    pub last: Option<u32>,
-
-    /// Print F(n) mod M (1 <= M <= 18446744073709551615), without computing F(n) itself
-    #[arg(long = "mod", value_name = "M", value_parser = parse_modulus)]
-    pub modulus: Option<u64>,
 
     /// Worker threads [default: one per core]
     #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
@@ -95,6 +81,64 @@ pub struct Args {
     /// [default: 90% of the available memory]
     #[arg(long, value_name = "SIZE", value_parser = memory::parse_size)]
     pub max_memory: Option<u64>,
+
+    /// Distributed batches through Celery (feature `distributed`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The inputs and what to print for each: shared by `fibo` and `fibo submit`.
+#[derive(Debug, clap::Args)]
+pub struct Select {
+    /// Inputs: N, A..B (end excluded) or A..=B (end included)
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// Read whitespace-separated inputs from FILE ('-' is stdin; '#' starts a comment);
+    /// repeatable, read after the INPUT arguments. With no inputs at all, stdin is read when it
+    /// is not a terminal.
+    #[arg(short, long = "input", value_name = "FILE")]
+    pub input_files: Vec<String>,
+
+    /// Line format
+    #[arg(short, long, value_enum, default_value_t = Format::Value)]
+    pub format: Format,
+
+    /// Print the number of decimal digits of F(n) instead of its value
+    #[arg(long, conflicts_with_all = ["last", "modulus"])]
+    pub digits: bool,
+
+    /// Print the last K digits of F(n) (leading zeros kept; all of F(n) when shorter), without
+    /// computing F(n) itself
+    #[arg(long, value_name = "K", value_parser = parse_last, conflicts_with = "modulus")]
+    pub last: Option<u32>,
+
+    /// Print F(n) mod M (1 <= M <= 18446744073709551615), without computing F(n) itself
+    #[arg(long = "mod", value_name = "M", value_parser = parse_modulus)]
+    pub modulus: Option<u64>,
+}
+
+impl Select {
+    /// What each line holds.
+    pub fn what(&self) -> What {
+        match (self.digits, self.last, self.modulus) {
+            (true, _, _) => What::Digits,
+            (_, Some(k), _) => What::Last(k),
+            (_, _, Some(m)) => What::Mod(m),
+            _ => What::Value,
+        }
+    }
+}
+
+/// `fibo`'s subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Take `fibo.batch` tasks from a Celery broker (Redis) and compute them on this machine's
+    /// cores, until interrupted (Ctrl-C or SIGTERM: running tasks finish first)
+    Worker(distributed::WorkerArgs),
+    /// Send inputs to `fibo worker`s through a Celery broker, in cost-balanced chunks, and print
+    /// exactly what plain `fibo` prints for them
+    Submit(distributed::SubmitArgs),
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {
@@ -167,7 +211,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = std::panic::catch_unwind(|| run(&args));
+    let result = std::panic::catch_unwind(|| match &args.command {
+        None => run(&args),
+        Some(Command::Worker(w)) => distributed::worker(w),
+        Some(Command::Submit(s)) => distributed::submit(s),
+    });
     match result {
         Ok(Ok(()) | Err(CliError::Closed)) => ExitCode::SUCCESS,
         Ok(Err(CliError::Usage(m))) => {
@@ -191,7 +239,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Reads and validates every input before anything is computed.
-fn collect_inputs(args: &Args) -> Result<Vec<(Item, Origin)>, CliError> {
+pub(crate) fn collect_inputs(args: &Select) -> Result<Vec<(Item, Origin)>, CliError> {
     let mut items = input::parse_args(&args.inputs).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut files = args.input_files.clone();
     if args.inputs.is_empty() && files.is_empty() && !io::stdin().is_terminal() {
@@ -214,7 +262,11 @@ fn collect_inputs(args: &Args) -> Result<Vec<(Item, Origin)>, CliError> {
 }
 
 /// Refuses, up front, an input whose computation would not fit in `limit` bytes.
-fn check_memory(items: &[(Item, Origin)], what: What, limit: u64) -> Result<(), CliError> {
+pub(crate) fn check_memory(
+    items: &[(Item, Origin)],
+    what: What,
+    limit: u64,
+) -> Result<(), CliError> {
     if !what.needs_value() {
         return Ok(());
     }
@@ -289,13 +341,8 @@ impl Iterator for Blocks {
 
 fn run(args: &Args) -> Result<(), CliError> {
     let started = Instant::now();
-    let what = match (args.digits, args.last, args.modulus) {
-        (true, _, _) => What::Digits,
-        (_, Some(k), _) => What::Last(k),
-        (_, _, Some(m)) => What::Mod(m),
-        _ => What::Value,
-    };
-    let items = collect_inputs(args)?;
+    let what = args.select.what();
+    let items = collect_inputs(&args.select)?;
     let limit = args.max_memory.unwrap_or_else(memory::default_limit);
     check_memory(&items, what, limit)?;
 
@@ -315,7 +362,7 @@ fn run(args: &Args) -> Result<(), CliError> {
 
     let progress = progress_bar(args, total, what, max_n);
     let printer = Printer {
-        format: args.format,
+        format: args.select.format,
         what,
         engine: args.engine,
     };
@@ -373,7 +420,7 @@ fn run(args: &Args) -> Result<(), CliError> {
 }
 
 /// A closed pipe is a quiet end; any other write error is reported.
-fn write_error(e: io::Error) -> CliError {
+pub(crate) fn write_error(e: io::Error) -> CliError {
     if e.kind() == io::ErrorKind::BrokenPipe {
         CliError::Closed
     } else {

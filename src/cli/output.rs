@@ -94,6 +94,18 @@ impl Printer {
         };
     }
 
+    /// Appends the line for `n` whose result is `text`, as [`Printer::render`] writes it
+    /// (`fibo submit` formats the workers' results with this).
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+    pub fn line_for(&self, out: &mut Vec<u8>, n: u64, text: &str) {
+        let digits = match self.what {
+            What::Value => text.len() as u64,
+            What::Digits | What::Last(_) => fib::digit_count(n),
+            What::Mod(_) => 0,
+        };
+        self.line(out, n, digits, text);
+    }
+
     /// The output lines for `ns` (in this order), computed on the engine's pool.
     pub fn render(&self, engine: &Fibonacci, ns: &[u64]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -265,6 +277,32 @@ mod tests {
             text(p(Format::Json, What::Mod(7)), &[10]),
             "{\"n\":10,\"mod\":\"7\",\"value\":\"6\"}\n"
         );
+    }
+
+    #[test]
+    fn line_for_writes_what_render_writes() {
+        let e = Fibonacci::builder().threads(2).build().unwrap();
+        let ns = [0u64, 1, 10, 30, 187, 1000, 999];
+        for format in [Format::Value, Format::Tsv, Format::Json] {
+            for what in [What::Value, What::Digits, What::Last(4), What::Mod(97)] {
+                let p = Printer {
+                    format,
+                    what,
+                    engine: Engine::Auto,
+                };
+                let plain = Printer {
+                    format: Format::Value,
+                    ..p
+                };
+                // The bare results, as a worker returns them, then formatted here.
+                let bare = String::from_utf8(plain.render(&e, &ns)).unwrap();
+                let mut out = Vec::new();
+                for (&n, text) in ns.iter().zip(bare.lines()) {
+                    p.line_for(&mut out, n, text);
+                }
+                assert_eq!(out, p.render(&e, &ns), "{format:?} {what:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,779 @@
+//! The Celery side of `fibo worker` and `fibo submit` (feature `distributed`).
+//!
+//! Messages, the Redis broker and the Redis result backend are celery-rs's, so Python's Celery
+//! interoperates both ways. The worker loop is ours: celery-rs 0.6.3's `Celery::consume` stalls
+//! for good once its Redis consumer reaches the prefetch limit (the stream answers `Pending`
+//! without keeping a waker, and the task's "finished" event, which re-polls it, is sent before
+//! the ack that frees the slot; seen here with prefetch 1 after one task and prefetch 2 after
+//! two). Our loop asks the stream for a delivery only when a slot is free, so the stream's own
+//! limit is off (0) and nothing is pulled off the queue that this worker cannot start at once:
+//! the rest stays for the other workers.
+//!
+//! Its Redis broker does not put a task back when a worker dies (the task stays in a
+//! `_celery.QUEUE_process_map` hash), so `submit` sends again a chunk whose result does not come
+//! back in time; tasks are pure functions of their arguments, so a late duplicate is harmless.
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use celery::backend::{RedisBackend, ResultBackend, TaskMeta, TaskState};
+use celery::broker::Delivery;
+use celery::prelude::*;
+use celery::task::Request;
+use celery::{Celery, CeleryBuilder};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use parkit::fib::{self, Fibonacci};
+use parkit::schedule;
+
+use super::distributed::{SubmitArgs, WorkerArgs, redact};
+use super::output::{Engine, Format, Printer, What};
+use super::{CliError, collect_inputs, memory, write_error};
+
+/// The task's name, as Python clients call it.
+pub const TASK: &str = "fibo.batch";
+
+/// How long results stay in the backend when nobody collects them (Celery's default
+/// `result_expires`).
+const RESULT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Most inputs one `submit` expands (each is a u64 in a message and a line held until printed).
+const MAX_SUBMIT_INPUTS: u64 = 10_000_000;
+
+/// Most bytes of results in one task: Redis holds values up to 512 MiB (`proto-max-bulk-len`),
+/// and the result is JSON.
+const MAX_RESULT_BYTES: u64 = 480 << 20;
+
+/// `submit` cuts chunks further so that none carries more than this many bytes of results.
+const CHUNK_BYTES: u64 = 64 << 20;
+
+/// `fibo.batch(ns, format="value", last=None)`: the lines plain `fibo` prints for `ns`, in
+/// order, in value format: F(n) (`"value"`), its digit count (`"digits"`) or its last `last`
+/// digits (`"last"`).
+///
+/// The macro gives the task's name, its argument order for Python's positional arguments and
+/// the message `submit` sends; the worker loop below parses the arguments the same way and
+/// runs [`compute`] (this body is what celery-rs's own loop would run).
+#[celery::task(name = "fibo.batch")]
+async fn batch(ns: Vec<u64>, format: Option<String>, last: Option<u32>) -> TaskResult<Vec<String>> {
+    let job = Job::new(ns, format.as_deref(), last).map_err(TaskError::UnexpectedError)?;
+    let engine = Fibonacci::builder()
+        .build()
+        .map_err(|e| TaskError::UnexpectedError(e.to_string()))?;
+    tokio::task::spawn_blocking(move || job.run(&engine, u64::MAX))
+        .await
+        .map_err(|e| TaskError::UnexpectedError(e.to_string()))?
+        .map_err(TaskError::UnexpectedError)
+}
+
+/// One task's work, checked.
+struct Job {
+    ns: Vec<u64>,
+    what: What,
+}
+
+impl Job {
+    /// Checks the task's arguments.
+    fn new(ns: Vec<u64>, format: Option<&str>, last: Option<u32>) -> Result<Job, String> {
+        let what = match (format.unwrap_or("value"), last) {
+            ("value", _) => What::Value,
+            ("digits", _) => What::Digits,
+            ("last", Some(k @ 1..=10_000_000)) => What::Last(k),
+            ("last", _) => {
+                return Err("format \"last\" needs last = K, from 1 to 10000000".into());
+            }
+            (other, _) => {
+                return Err(format!(
+                    "unknown format \"{other}\"; expected \"value\", \"digits\" or \"last\""
+                ));
+            }
+        };
+        Ok(Job { ns, what })
+    }
+
+    /// Output bytes, about.
+    fn bytes(&self) -> u64 {
+        self.ns
+            .iter()
+            .fold(0u64, |acc, &n| acc.saturating_add(self.what.line_bytes(n)))
+    }
+
+    /// The lines, on the engine's pool; refused when they would not fit in `limit` bytes.
+    fn run(&self, engine: &Fibonacci, limit: u64) -> Result<Vec<String>, String> {
+        if self.what.needs_value()
+            && let Some(&n) = self.ns.iter().max()
+        {
+            let need = fib::working_bytes(n, true);
+            if need > limit {
+                return Err(format!(
+                    "F({n}) needs about {} while computing, over this worker's memory limit \
+                     of {}",
+                    memory::human(need),
+                    memory::human(limit)
+                ));
+            }
+        }
+        if self.bytes() > MAX_RESULT_BYTES {
+            return Err(format!(
+                "{} inputs make about {} of results, more than one Redis value holds ({}); \
+                 send smaller chunks",
+                self.ns.len(),
+                memory::human(self.bytes()),
+                memory::human(MAX_RESULT_BYTES)
+            ));
+        }
+        // The lines, the strings and their JSON are held at once.
+        let need = self.bytes().saturating_mul(3);
+        if need > limit {
+            return Err(format!(
+                "{} inputs make about {} of results, over this worker's memory limit of {}; \
+                 send smaller chunks",
+                self.ns.len(),
+                memory::human(need),
+                memory::human(limit)
+            ));
+        }
+        let printer = Printer {
+            format: Format::Value,
+            what: self.what,
+            engine: Engine::Auto,
+        };
+        let run = std::panic::AssertUnwindSafe(|| {
+            engine.pool().install(|| printer.render(engine, &self.ns))
+        });
+        let text = std::panic::catch_unwind(run).map_err(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            format!("internal error: {msg}")
+        })?;
+        let text = String::from_utf8(text).map_err(|e| format!("internal error: {e}"))?;
+        Ok(text.lines().map(str::to_string).collect())
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))
+}
+
+fn init_logging() {
+    // celery-rs logs whole results at info level: warnings only, unless RUST_LOG says more.
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_target(false)
+        .try_init();
+}
+
+/// The app (broker) and the result backend, both checked with a round trip.
+async fn connect(
+    broker: &str,
+    backend: &str,
+    queue: &str,
+    timeout: Duration,
+) -> Result<(Arc<Celery>, Arc<dyn ResultBackend>), CliError> {
+    let unreachable = |what: &str, url: &str, e: &dyn std::fmt::Display| {
+        CliError::Runtime(format!("cannot reach the {what} at {}: {e}", redact(url)))
+    };
+    let result_backend = RedisBackend::new(backend)
+        .map_err(|e| CliError::Usage(format!("bad backend URL {}: {e}", redact(backend))))?
+        .with_result_ttl(RESULT_TTL);
+    let app = CeleryBuilder::new("fibo", broker)
+        .default_queue(queue)
+        .result_backend(result_backend)
+        .broker_connection_timeout(timeout.as_secs().clamp(1, 3600) as u32)
+        .broker_connection_max_retries(1)
+        .build();
+    let app = match tokio::time::timeout(timeout, app).await {
+        Ok(Ok(app)) => Arc::new(app),
+        Ok(Err(e)) => return Err(unreachable("broker", broker, &e)),
+        Err(_) => return Err(unreachable("broker", broker, &"no answer in time")),
+    };
+    // Building connects nothing yet: a PING does.
+    match tokio::time::timeout(timeout, app.broker.reconnect(timeout.as_secs() as u32)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(unreachable("broker", broker, &e)),
+        Err(_) => return Err(unreachable("broker", broker, &"no answer in time")),
+    }
+    let backend_handle = app.result_backend().expect("configured above");
+    match tokio::time::timeout(timeout, backend_handle.get_task_meta("fibo-ping")).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(unreachable("result backend", backend, &e)),
+        Err(_) => return Err(unreachable("result backend", backend, &"no answer in time")),
+    }
+    Ok((app, backend_handle))
+}
+
+/// A failure that Python's Celery turns back into `ValueError(message)`.
+fn failure_meta(task_id: &str, message: &str) -> TaskMeta {
+    let mut meta = TaskMeta::failure(task_id, &TaskError::UnexpectedError(message.into()));
+    meta.result = Some(serde_json::json!({
+        "exc_type": "ValueError",
+        "exc_message": [message],
+        "exc_module": "builtins",
+    }));
+    meta
+}
+
+/// Runs `fibo worker` until SIGINT or SIGTERM.
+pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
+    init_logging();
+    let engine = Fibonacci::builder()
+        .threads(args.jobs.unwrap_or(0))
+        .cache_bytes(args.cache_mb.saturating_mul(1 << 20))
+        .build()
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    let engine = Arc::new(engine);
+    let limit = args.max_memory.unwrap_or_else(memory::default_limit);
+    runtime()?.block_on(async {
+        let backend_url = args.backend.as_deref().unwrap_or(&args.broker);
+        let timeout = Duration::from_secs(args.connect_timeout);
+        let (app, backend) = connect(&args.broker, backend_url, &args.queue, timeout).await?;
+        let me = format!("{}:{}", app.hostname, std::process::id());
+        eprintln!(
+            "fibo worker {me}: taking {TASK} from queue '{}' at {} (results to {}), {} threads",
+            args.queue,
+            redact(&args.broker),
+            redact(backend_url),
+            engine.threads()
+        );
+        let ctx = Arc::new(Ctx {
+            app,
+            backend,
+            engine,
+            limit,
+            me,
+        });
+        serve(ctx, &args.queue, usize::from(args.prefetch), &args.broker).await
+    })
+}
+
+/// What every task of a worker shares.
+struct Ctx {
+    app: Arc<Celery>,
+    backend: Arc<dyn ResultBackend>,
+    engine: Arc<Fibonacci>,
+    limit: u64,
+    me: String,
+}
+
+/// Seconds without the broker after which a worker gives up.
+const BROKER_GRACE: Duration = Duration::from_secs(60);
+
+async fn serve(ctx: Arc<Ctx>, queue: &str, slots: usize, broker: &str) -> Result<(), CliError> {
+    use futures::StreamExt as _;
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let (err_tx, mut err_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (_, mut stream) = ctx
+        .app
+        .broker
+        .consume(
+            queue,
+            Box::new(move |e| {
+                let _ = err_tx.send(e.to_string());
+            }),
+        )
+        .await
+        .map_err(|e| CliError::Runtime(format!("cannot consume queue '{queue}': {e}")))?;
+    let signal_error = |e: io::Error| CliError::Runtime(format!("cannot watch signals: {e}"));
+    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut running = tokio::task::JoinSet::new();
+    let mut broker_down: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            delivery = stream.next(), if running.len() < slots => match delivery {
+                Some(Ok(d)) => {
+                    broker_down = None;
+                    running.spawn(handle(Arc::clone(&ctx), d));
+                }
+                Some(Err(e)) => log::warn!("bad delivery: {e}"),
+                None => break,
+            },
+            Some(joined) = running.join_next() => {
+                if let Err(e) = joined {
+                    eprintln!("fibo worker {}: a task was lost: {e}", ctx.me);
+                }
+            }
+            Some(e) = err_rx.recv() => {
+                let since = *broker_down.get_or_insert_with(Instant::now);
+                if since.elapsed() > BROKER_GRACE {
+                    return Err(CliError::Runtime(format!(
+                        "lost the broker at {} for {} s: {e}",
+                        redact(broker),
+                        BROKER_GRACE.as_secs()
+                    )));
+                }
+                eprintln!("fibo worker {}: broker error, retrying: {e}", ctx.me);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    if !running.is_empty() {
+        eprintln!(
+            "fibo worker {}: stopping after {} running task(s)",
+            ctx.me,
+            running.len()
+        );
+    }
+    while running.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// One delivery: started, computed on the rayon pool, result stored, then acknowledged.
+async fn handle(ctx: Arc<Ctx>, delivery: Box<dyn Delivery>) {
+    let message = match delivery.try_deserialize_message() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("fibo worker {}: dropped an unreadable message: {e}", ctx.me);
+            ack(&ctx, delivery.as_ref()).await;
+            return;
+        }
+    };
+    let id = message.task_id().to_string();
+    let short = &id[..id.len().min(8)];
+    if message.headers.task != TASK {
+        let why = format!("this worker runs {TASK} only, not {}", message.headers.task);
+        eprintln!("fibo worker {}: task {short}: {why}", ctx.me);
+        store(&ctx, failure_meta(&id, &why)).await;
+        ack(&ctx, delivery.as_ref()).await;
+        return;
+    }
+    let raw = message.raw_body.clone();
+    let job = Request::<batch>::try_from_message(Arc::clone(&ctx.app), message)
+        .map_err(|_| bad_arguments(&raw))
+        .and_then(|r| {
+            let p = serde_json::to_value(&r.params).map_err(|e| e.to_string())?;
+            let ns = serde_json::from_value::<Vec<u64>>(p["ns"].clone())
+                .map_err(|e| format!("bad arguments: ns must be a list of integers >= 0: {e}"))?;
+            let format = p["format"].as_str().map(str::to_string);
+            let last = p["last"]
+                .as_u64()
+                .map(|k| k.min(u64::from(u32::MAX)) as u32);
+            Job::new(ns, format.as_deref(), last)
+        });
+    let job = match job {
+        Ok(j) => j,
+        Err(why) => {
+            eprintln!("fibo worker {}: task {short} failed: {why}", ctx.me);
+            store(&ctx, failure_meta(&id, &why)).await;
+            ack(&ctx, delivery.as_ref()).await;
+            return;
+        }
+    };
+    let top = job.ns.iter().max().copied().unwrap_or(0);
+    eprintln!(
+        "fibo worker {}: task {short} started: {} inputs, n up to {top}",
+        ctx.me,
+        job.ns.len()
+    );
+    store(&ctx, TaskMeta::started(&id)).await;
+    let started = Instant::now();
+    let work = Arc::clone(&ctx);
+    let outcome = tokio::task::spawn_blocking(move || job.run(&work.engine, work.limit))
+        .await
+        .unwrap_or_else(|e| Err(format!("internal error: {e}")));
+    let took = started.elapsed().as_secs_f64() * 1e3;
+    let meta = match outcome {
+        Ok(lines) => {
+            eprintln!("fibo worker {}: task {short} done in {took:.1} ms", ctx.me);
+            TaskMeta::success(&id, &lines)
+                .unwrap_or_else(|e| failure_meta(&id, &format!("cannot encode the result: {e}")))
+        }
+        Err(why) => {
+            eprintln!("fibo worker {}: task {short} failed: {why}", ctx.me);
+            failure_meta(&id, &why)
+        }
+    };
+    // Acknowledged only once the result is stored (acks late): a worker that dies before
+    // leaves the task unacknowledged, and `submit` sends it again.
+    store(&ctx, meta).await;
+    ack(&ctx, delivery.as_ref()).await;
+}
+
+/// Names the arguments a task could not be called with.
+fn bad_arguments(raw_body: &[u8]) -> String {
+    let body: serde_json::Value = serde_json::from_slice(raw_body).unwrap_or_default();
+    let mut shown = format!("args {}, kwargs {}", body[0], body[1]);
+    if shown.len() > 200 {
+        let mut end = 200;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push_str("...");
+    }
+    format!(
+        "bad arguments ({shown}); expected {TASK}(ns: a list of integers from 0 to \
+         18446744073709551615, format: \"value\" | \"digits\" | \"last\", last: K)"
+    )
+}
+
+async fn store(ctx: &Ctx, meta: TaskMeta) {
+    if let Err(e) = ctx.backend.store_task_meta(meta).await {
+        eprintln!("fibo worker {}: cannot store a result: {e}", ctx.me);
+    }
+}
+
+async fn ack(ctx: &Ctx, delivery: &dyn Delivery) {
+    if let Err(e) = ctx.app.broker.ack(delivery).await {
+        eprintln!("fibo worker {}: cannot acknowledge a task: {e}", ctx.me);
+    }
+}
+
+/// A chunk of the inputs on its way through the workers.
+struct Chunk {
+    range: std::ops::Range<usize>,
+    /// Task ids of every copy sent; the first result wins.
+    ids: Vec<String>,
+    sent: Instant,
+    result: Option<Vec<String>>,
+}
+
+/// Runs `fibo submit`.
+pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
+    init_logging();
+    let what = args.select.what();
+    let items = collect_inputs(&args.select)?;
+    let limit = args.max_memory.unwrap_or_else(memory::default_limit);
+    super::check_memory(&items, what, limit)?;
+    let total = items
+        .iter()
+        .fold(0u64, |acc, (i, _)| acc.saturating_add(i.len()));
+    if total > MAX_SUBMIT_INPUTS {
+        return Err(CliError::Usage(format!(
+            "{total} inputs in one submit; at most {MAX_SUBMIT_INPUTS} (split them, or run \
+             plain fibo, which streams)"
+        )));
+    }
+    if let Some((item, origin)) = items
+        .iter()
+        .find(|(i, _)| what.line_bytes(i.max()) > MAX_RESULT_BYTES)
+    {
+        let n = item.max();
+        return Err(CliError::Usage(format!(
+            "F({n}) at {origin} has about {} of digits, more than one Redis value holds ({}); \
+             compute it with plain fibo",
+            memory::human(what.line_bytes(n)),
+            memory::human(MAX_RESULT_BYTES)
+        )));
+    }
+    let ns: Vec<u64> = items.iter().flat_map(|(i, _)| i.iter()).collect();
+    let printer = Printer {
+        format: args.select.format,
+        what,
+        engine: Engine::Auto,
+    };
+    if let What::Mod(_) = what {
+        // F(n) mod M needs no big number: computed here, as plain fibo does.
+        let engine = Fibonacci::builder()
+            .build()
+            .map_err(|e| CliError::Runtime(e.to_string()))?;
+        let text = printer.render(&engine, &ns);
+        let mut out = io::stdout().lock();
+        return out
+            .write_all(&text)
+            .and_then(|()| out.flush())
+            .map_err(write_error);
+    }
+    let (format, last) = match what {
+        What::Value => ("value", None),
+        What::Digits => ("digits", None),
+        What::Last(k) => ("last", Some(k)),
+        What::Mod(_) => unreachable!("computed above"),
+    };
+    let costs = if what.needs_value() {
+        fib::sequence_costs(&ns)
+    } else {
+        vec![1.0; ns.len()]
+    };
+    let parts = ns.len().div_ceil(args.chunk as usize);
+    let ranges = cap_bytes(schedule::split_contiguous(&costs, parts), &ns, what);
+    let chunk_costs: Vec<f64> = ranges
+        .iter()
+        .map(|r| costs[r.clone()].iter().sum())
+        .collect();
+    runtime()?.block_on(async {
+        let backend_url = args.backend.as_deref().unwrap_or(&args.broker);
+        let timeout = Duration::from_secs(args.connect_timeout);
+        let (app, backend) = connect(&args.broker, backend_url, &args.queue, timeout).await?;
+        let mut chunks: Vec<Chunk> = ranges
+            .into_iter()
+            .map(|range| Chunk {
+                range,
+                ids: Vec::new(),
+                sent: Instant::now(),
+                result: None,
+            })
+            .collect();
+        let send = |c: &Chunk| {
+            let sig = batch::new(ns[c.range.clone()].to_vec(), Some(format.to_string()), last)
+                .with_queue(&args.queue);
+            let app = Arc::clone(&app);
+            async move {
+                app.send_task(sig).await.map(|r| r.task_id).map_err(|e| {
+                    CliError::Runtime(format!("cannot send to {}: {e}", redact(&args.broker)))
+                })
+            }
+        };
+        // The most expensive chunks go first, so they start first (workers take the queue
+        // in order) and the cheap ones fill in at the end.
+        for i in schedule::largest_first(&chunk_costs) {
+            let id = send(&chunks[i]).await?;
+            chunks[i].ids.push(id);
+            chunks[i].sent = Instant::now();
+        }
+        let bar = progress_bar(args, chunks.len() as u64);
+        let result = gather(args, &mut chunks, &backend, &send, &ns, printer, &bar).await;
+        bar.finish_and_clear();
+        // Leave nothing behind in the backend (copies still running expire with the TTL).
+        for c in &chunks {
+            for id in &c.ids {
+                let _ = backend.forget(id).await;
+            }
+        }
+        result
+    })
+}
+
+/// Cuts any range whose results would pass [`CHUNK_BYTES`] into pieces under it (or single
+/// inputs), so no task's result outgrows what Redis and the worker's memory hold.
+fn cap_bytes(
+    ranges: Vec<std::ops::Range<usize>>,
+    ns: &[u64],
+    what: What,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let mut start = r.start;
+        let mut bytes = 0u64;
+        for i in r.clone() {
+            let b = what.line_bytes(ns[i]);
+            if i > start && bytes + b > CHUNK_BYTES {
+                out.push(start..i);
+                start = i;
+                bytes = 0;
+            }
+            bytes += b;
+        }
+        out.push(start..r.end);
+    }
+    out
+}
+
+/// Polls the results, sends late chunks again, and prints chunks in input order as they come.
+#[allow(clippy::too_many_arguments)]
+async fn gather<S, F>(
+    args: &SubmitArgs,
+    chunks: &mut [Chunk],
+    backend: &Arc<dyn ResultBackend>,
+    send: &S,
+    ns: &[u64],
+    printer: Printer,
+    bar: &ProgressBar,
+) -> Result<(), CliError>
+where
+    S: Fn(&Chunk) -> F,
+    F: std::future::Future<Output = Result<String, CliError>>,
+{
+    let deadline = Duration::from_secs_f64(args.timeout);
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut printed = 0usize;
+    let mut pause = Duration::from_millis(10);
+    // Chunks polled per round: the workers take them roughly in order, so the first few
+    // outstanding ones are where results appear.
+    const WINDOW: usize = 64;
+    while printed < chunks.len() {
+        let mut progress = false;
+        let mut polled = 0;
+        for c in chunks.iter_mut().skip(printed) {
+            if c.result.is_some() {
+                continue;
+            }
+            let late = c.sent.elapsed() > deadline;
+            if polled >= WINDOW && !late {
+                continue;
+            }
+            polled += 1;
+            for id in c.ids.clone() {
+                let meta = backend.get_task_meta(&id).await.map_err(|e| {
+                    CliError::Runtime(format!("cannot read results from the backend: {e}"))
+                })?;
+                let Some(meta) = meta else { continue };
+                match meta.status {
+                    TaskState::Success => {
+                        let lines: Vec<String> = meta
+                            .result
+                            .and_then(|v| serde_json::from_value(v).ok())
+                            .unwrap_or_default();
+                        let want = c.range.len();
+                        if lines.len() != want {
+                            return Err(CliError::Runtime(format!(
+                                "a worker returned {} results for {want} inputs (task {id})",
+                                lines.len()
+                            )));
+                        }
+                        c.result = Some(lines);
+                        bar.inc(1);
+                        progress = true;
+                        break;
+                    }
+                    TaskState::Failure => {
+                        let why = meta
+                            .meta
+                            .as_ref()
+                            .and_then(|m| m.get("exc_message"))
+                            .and_then(|m| m.as_str())
+                            .unwrap_or("unknown error")
+                            .to_string();
+                        let r = &c.range;
+                        return Err(CliError::Runtime(format!(
+                            "a worker failed on the inputs from F({}) to F({}): {why}",
+                            ns[r.start],
+                            ns[r.end - 1]
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            if c.result.is_none() && late {
+                let tries = c.ids.len() as u32;
+                let r = &c.range;
+                if tries > args.retries {
+                    return Err(CliError::Runtime(format!(
+                        "no result for the inputs from F({}) to F({}) after {tries} tries of \
+                         {} s each; is a `fibo worker` taking queue '{}' at {}?",
+                        ns[r.start],
+                        ns[r.end - 1],
+                        args.timeout,
+                        args.queue,
+                        redact(&args.broker)
+                    )));
+                }
+                bar.suspend(|| {
+                    eprintln!(
+                        "fibo: no result for the inputs from F({}) to F({}) in {} s; sending \
+                         them again (try {} of {})",
+                        ns[r.start],
+                        ns[r.end - 1],
+                        args.timeout,
+                        tries + 1,
+                        args.retries + 1
+                    );
+                });
+                let id = send(c).await?;
+                c.ids.push(id);
+                c.sent = Instant::now();
+            }
+        }
+        // Print what is ready, in order, and let it go.
+        while let Some(lines) = chunks.get_mut(printed).and_then(|c| c.result.take()) {
+            let mut text = Vec::new();
+            for (k, line) in lines.iter().enumerate() {
+                printer.line_for(&mut text, ns[chunks[printed].range.start + k], line);
+            }
+            out.write_all(&text).map_err(write_error)?;
+            chunks[printed].result = Some(Vec::new());
+            printed += 1;
+        }
+        out.flush().map_err(write_error)?;
+        if printed < chunks.len() {
+            pause = if progress {
+                Duration::from_millis(10)
+            } else {
+                (pause * 2).min(Duration::from_millis(200))
+            };
+            tokio::time::sleep(pause).await;
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(args: &SubmitArgs, chunks: u64) -> ProgressBar {
+    let show = !args.no_progress && (args.progress || io::stderr().is_terminal());
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(chunks), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} chunks (eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_cut_to_a_byte_cap() {
+        // F(10^7) has 2.09 MB of digits: 40 of them pass 64 MiB, so the range is cut.
+        let ns: Vec<u64> = (0..40).map(|k| 10_000_000 + k).collect();
+        let r = cap_bytes(vec![0..40], &ns, What::Value);
+        assert!(r.len() >= 2, "{r:?}");
+        assert_eq!(r[0].start, 0);
+        assert_eq!(r[r.len() - 1].end, 40);
+        for w in r.windows(2) {
+            assert_eq!(w[0].end, w[1].start);
+        }
+        for p in &r {
+            let bytes: u64 = ns[p.clone()]
+                .iter()
+                .map(|&n| What::Value.line_bytes(n))
+                .sum();
+            assert!(bytes <= CHUNK_BYTES, "{p:?}: {bytes}");
+        }
+        // Small results are left alone.
+        assert_eq!(cap_bytes(vec![0..40], &ns, What::Digits), [0..40]);
+    }
+
+    #[test]
+    fn jobs_check_their_arguments() {
+        assert!(matches!(
+            Job::new(vec![1], None, None).unwrap().what,
+            What::Value
+        ));
+        assert!(matches!(
+            Job::new(vec![1], Some("last"), Some(3)).unwrap().what,
+            What::Last(3)
+        ));
+        assert!(Job::new(vec![1], Some("last"), None).is_err());
+        let e = Job::new(vec![1], Some("hex"), None).err().unwrap();
+        assert!(e.contains("\"hex\""), "{e}");
+    }
+
+    #[test]
+    fn jobs_return_plain_fibo_lines_and_refuse_what_does_not_fit() {
+        let e = Fibonacci::builder().threads(2).build().unwrap();
+        let ns = vec![10, 0, 300, 299];
+        let lines = Job::new(ns.clone(), None, None)
+            .unwrap()
+            .run(&e, u64::MAX)
+            .unwrap();
+        let want: Vec<String> = ns.iter().map(|&n| fib::fib(n).to_string()).collect();
+        assert_eq!(lines, want);
+        let lines = Job::new(vec![30, 1000], Some("last"), Some(3))
+            .unwrap()
+            .run(&e, u64::MAX)
+            .unwrap();
+        assert_eq!(lines[0], "040");
+        assert_eq!(lines[1], (fib::fib(1000) % 1000u32).to_string());
+        let digits = Job::new(vec![100], Some("digits"), None).unwrap();
+        assert_eq!(digits.run(&e, u64::MAX).unwrap(), ["21"]);
+        let big = Job::new(vec![1_000_000_000], None, None).unwrap();
+        let err = big.run(&e, 1 << 20).unwrap_err();
+        assert!(
+            err.contains("F(1000000000)") && err.contains("memory limit"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,462 @@
+//! `fibo worker` and `fibo submit` through a real Redis, and a Python Celery client against a
+//! fibo worker (feature `distributed`).
+//!
+//! Each test starts its own `redis-server` on a free loopback port, without persistence, and
+//! its own workers, and stops them by PID when it ends (also on failure). Without
+//! `redis-server` on PATH these tests say so and pass, unless `PARKIT_REQUIRE_REDIS=1` (set by
+//! `.ci/run`, which installs it): then they fail. The Python test needs `PARKIT_PYTHON`, a
+//! Python with the `celery` and `redis` packages (`.ci/run` makes one in a venv).
+
+use std::fs;
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use num_bigint::BigUint;
+
+fn fibo_path() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("fibo")
+}
+
+fn required() -> bool {
+    std::env::var("PARKIT_REQUIRE_REDIS").is_ok_and(|v| v == "1")
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (by PID) and reaped when dropped.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Redis server of its own, and a scratch directory for logs.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    _server: Proc,
+}
+
+impl Redis {
+    /// Starts one, or `None` (test skipped) where redis-server is missing and not required.
+    fn start() -> Option<Redis> {
+        let Some(server) = find_on_path("redis-server") else {
+            assert!(
+                !required(),
+                "PARKIT_REQUIRE_REDIS=1 but redis-server is not on PATH"
+            );
+            eprintln!("skipped: redis-server is not on PATH (set PARKIT_REQUIRE_REDIS=1 to fail)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = free_port();
+            let log = dir.path().join(format!("redis-{port}.log"));
+            let child = Command::new(&server)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(fs::File::create(&log).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut proc = Proc { child, log };
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(Redis {
+                        port,
+                        dir,
+                        _server: proc,
+                    });
+                }
+                if proc.child.try_wait().unwrap().is_some() {
+                    break; // The port was taken meanwhile: try another.
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            proc.kill();
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self, db: u32) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A `fibo worker` on this Redis (broker db 0, results db 1), stderr to a log file.
+    fn worker(&self, name: &str, extra: &[&str]) -> Proc {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let child = Command::new(fibo_path())
+            .args([
+                "worker",
+                "--broker",
+                &self.url(0),
+                "--backend",
+                &self.url(1),
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let w = Proc { child, log };
+        wait_for(&w, "taking fibo.batch", Duration::from_secs(10));
+        w
+    }
+
+    fn submit(&self) -> Command {
+        let mut c = Command::new(fibo_path());
+        c.args([
+            "submit",
+            "--broker",
+            &self.url(0),
+            "--backend",
+            &self.url(1),
+        ]);
+        c
+    }
+}
+
+fn wait_for(p: &Proc, needle: &str, within: Duration) {
+    let t = Instant::now();
+    while !p.log().contains(needle) {
+        assert!(
+            t.elapsed() < within,
+            "no {needle:?} within {within:?}; log: {}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn plain(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(fibo_path()).args(args).output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn check_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// F(n) by plain iteration: independent of the library.
+fn iter_fib(n: u64) -> BigUint {
+    let (mut a, mut b) = (BigUint::from(0u32), BigUint::from(1u32));
+    for _ in 0..n {
+        let c = &a + &b;
+        a = std::mem::replace(&mut b, c);
+    }
+    a
+}
+
+#[test]
+fn submit_prints_what_fibo_prints_in_every_format() {
+    let Some(redis) = Redis::start() else { return };
+    let _w = redis.worker("w", &["-j", "2"]);
+    let inputs = ["5", "0..300", "1000..=1100", "7", "1e5", "99999", "5"];
+    for opts in [
+        &[][..],
+        &["--format", "tsv"],
+        &["--format", "json"],
+        &["--digits", "--format", "json"],
+        &["--last", "12", "--format", "tsv"],
+        &["--last", "30"],
+        &["--mod", "1000000007"],
+    ] {
+        let args: Vec<&str> = inputs.iter().chain(opts).copied().collect();
+        let out = redis
+            .submit()
+            .args(["--chunk", "37"])
+            .args(&args)
+            .output()
+            .unwrap();
+        check_ok(&out, &format!("{args:?}"));
+        assert_eq!(out.stdout, plain(&args), "{args:?}");
+    }
+    // The values themselves, against iteration.
+    let out = redis
+        .submit()
+        .args(["--chunk", "3", "0..=40", "500"])
+        .output()
+        .unwrap();
+    check_ok(&out, "0..=40 500");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let want: Vec<String> = (0..=40)
+        .chain([500])
+        .map(|n| iter_fib(n).to_string())
+        .collect();
+    assert_eq!(text.lines().collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn two_workers_share_a_batch() {
+    let Some(redis) = Redis::start() else { return };
+    // Sent before any worker runs, so both find a full queue when they start: 24 chunks of
+    // about 30 ms each on one thread.
+    let ns: Vec<String> = (0..24)
+        .map(|k| (5_000_000 + 100_000 * k).to_string())
+        .collect();
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let submit = redis
+        .submit()
+        .args(["--chunk", "1"])
+        .args(&ns)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let a = redis.worker("a", &["-j", "1"]);
+    let b = redis.worker("b", &["-j", "1"]);
+    let out = submit.wait_with_output().unwrap();
+    check_ok(&out, "submit");
+    assert_eq!(out.stdout, plain(&ns));
+    let (la, lb) = (a.log(), b.log());
+    let (da, db) = (
+        la.matches(" done in ").count(),
+        lb.matches(" done in ").count(),
+    );
+    assert_eq!(da + db, 24, "a: {la}\nb: {lb}");
+    assert!(
+        da > 0 && db > 0,
+        "both workers should take part: a {da}, b {db}"
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_batch_loses_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let mut a = redis.worker("a", &["-j", "1"]);
+    // F(10^8) takes about a second on one thread: long enough to be killed in the middle.
+    let args = ["1e8", "10", "1000..1003"];
+    let submit = redis
+        .submit()
+        .args(["--chunk", "1", "--timeout", "2"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&a, "n up to 100000000", Duration::from_secs(20));
+    a.kill();
+    let log_a = a.log();
+    let b = redis.worker("b", &["-j", "2"]);
+    let out = submit.wait_with_output().unwrap();
+    check_ok(&out, "submit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sending them again"), "{err}");
+    assert_eq!(out.stdout, plain(&args));
+    assert!(b.log().contains("n up to 100000000"), "{}", b.log());
+    // The killed worker never finished F(10^8).
+    let big_done = log_a
+        .lines()
+        .skip_while(|l| !l.contains("n up to 100000000"))
+        .any(|l| l.contains(" done in "));
+    assert!(!big_done, "{log_a}");
+}
+
+#[test]
+fn failures_come_back_as_one_clear_line() {
+    let Some(redis) = Redis::start() else { return };
+    let _w = redis.worker("w", &["--max-memory", "1M"]);
+    // Within the worker's task: over its memory limit.
+    let out = redis.submit().args(["10", "1e7"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("F(10000000)") && err.contains("memory limit"),
+        "{err}"
+    );
+    // Nobody on the queue: given up after the retries, within seconds.
+    let t = Instant::now();
+    let out = redis
+        .submit()
+        .args([
+            "--queue",
+            "nobody",
+            "--timeout",
+            "0.3",
+            "--retries",
+            "1",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("after 2 tries") && err.contains("'nobody'"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // A good broker but an unreachable backend.
+    let closed = format!("redis://127.0.0.1:{}/1", free_port());
+    let out = Command::new(fibo_path())
+        .args([
+            "submit",
+            "--broker",
+            &redis.url(0),
+            "--backend",
+            &closed,
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot reach the result backend"), "{err}");
+}
+
+#[test]
+fn unreachable_or_bad_brokers_fail_fast() {
+    // Needs no Redis: nothing listens on a port just freed.
+    let closed = format!("redis://127.0.0.1:{}/0", free_port());
+    for args in [
+        vec!["submit", "--broker", &closed, "10"],
+        vec!["worker", "--broker", &closed],
+    ] {
+        let t = Instant::now();
+        let out = Command::new(fibo_path()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+        assert!(err.starts_with("fibo: cannot reach the broker at redis://127.0.0.1:"));
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    }
+    for (args, needle) in [
+        (
+            vec!["submit", "--broker", "amqp://h/", "1"],
+            "not a redis:// URL",
+        ),
+        (vec!["worker", "--broker", "redis:///0"], "names no host"),
+        (vec!["submit", "--broker", "redis://h/0", "x7"], "'x7'"),
+        (
+            vec!["submit", "--broker", "redis://h/0", "--timeout", "0", "1"],
+            "--timeout",
+        ),
+    ] {
+        let out = Command::new(fibo_path()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+const PYTHON_CLIENT: &str = r#"
+import sys, time
+from celery import Celery
+
+broker, backend = sys.argv[1], sys.argv[2]
+app = Celery(broker=broker, backend=backend)
+
+def fib(n):
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+
+def wait(r):
+    # The Rust worker stores results without a pub/sub notice: poll ready() before get().
+    t = time.time()
+    while not r.ready():
+        if time.time() - t > 20:
+            sys.exit("no result for " + r.id)
+        time.sleep(0.02)
+    return r
+
+r = wait(app.send_task("fibo.batch", args=[[10, 100]]))
+assert r.get(timeout=5) == ["55", "354224848179261915075"], r.get()
+
+ns = [0, 1, 2, 93, 94, 187, 1000, 5000, 4999]
+assert wait(app.send_task("fibo.batch", args=[ns])).get() == [str(fib(n)) for n in ns]
+
+r = wait(app.send_task("fibo.batch", args=[[30, 7, 1000]], kwargs={"format": "last", "last": 3}))
+assert r.get() == ["040", "13", str(fib(1000) % 1000).zfill(3)], r.get()
+
+r = wait(app.send_task("fibo.batch", args=[[100, 1000]], kwargs={"format": "digits"}))
+assert r.get() == [str(len(str(fib(100)))), str(len(str(fib(1000))))], r.get()
+
+for bad in ([[-5]], [[5], "hex"], [["ten"]]):
+    r = wait(app.send_task("fibo.batch", args=bad))
+    assert r.state == "FAILURE", r.state
+    try:
+        r.get()
+        sys.exit("no error for %r" % (bad,))
+    except ValueError as e:
+        assert "fibo.batch" in str(e) or "format" in str(e), str(e)
+print("python client ok")
+"#;
+
+#[test]
+fn a_python_celery_client_gets_results_from_a_fibo_worker() {
+    let Some(redis) = Redis::start() else { return };
+    let Some(python) = std::env::var_os("PARKIT_PYTHON") else {
+        assert!(
+            !required(),
+            "PARKIT_REQUIRE_REDIS=1 but PARKIT_PYTHON is not set"
+        );
+        eprintln!("skipped: PARKIT_PYTHON (a Python with celery and redis) is not set");
+        return;
+    };
+    let w = redis.worker("w", &["-j", "2"]);
+    let script = redis.dir.path().join("client.py");
+    fs::File::create(&script)
+        .unwrap()
+        .write_all(PYTHON_CLIENT.as_bytes())
+        .unwrap();
+    let out = Command::new(Path::new(&python))
+        .arg(&script)
+        .args([redis.url(0), redis.url(1)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}\n{}\nworker: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        w.log()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("python client ok"));
+}
