@@ -84,6 +84,21 @@ proptest! {
         // A second batch through the warm cache gives the same values.
         prop_assert_eq!(e.batch(&ns), got);
     }
+
+    #[test]
+    fn decimal_planner_equals_binary_values_cold_and_warm(
+        ns in proptest::collection::vec(prop_oneof![0u64..300, 30_000u64..30_400, 0u64..300_000], 1..40),
+        later in proptest::collection::vec(0u64..320_000, 1..20),
+        threads in 1usize..4,
+    ) {
+        let e = Fibonacci::builder().threads(threads).build().unwrap();
+        for batch in [&ns, &later, &ns] {
+            let got = e.batch_decimal(batch);
+            for (v, &n) in got.iter().zip(batch.iter()) {
+                prop_assert_eq!(v.to_string(), fib(n).to_string(), "n = {}", n);
+            }
+        }
+    }
 }
 
 #[test]

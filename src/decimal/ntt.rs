@@ -59,6 +59,9 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use rayon::prelude::*;
 
+use crate::decompose::GranularityExt as _;
+use crate::granularity::Granularity;
+
 use super::limbs::{self, div_base, div_base_wide};
 
 /// The three NTT primes.
@@ -481,10 +484,22 @@ fn forward_pow2(ctx: &Ctx, a: &mut [u64]) {
         fwd_levels(ctx, row, 1);
     };
     if par {
-        a.par_chunks_mut(cols).enumerate().for_each(row);
+        row_pass(a, cols, row);
     } else {
         a.chunks_mut(cols).enumerate().for_each(row);
     }
+}
+
+/// The row pass of the four-step method, as data decomposition: rows in tasks of at least
+/// `2^PAR_MIN_LOG` points (`Granularity::MinLen`), so short rows are not one task each.
+/// (The column pass needs a gather buffer per task, so its tasks are the column groups
+/// themselves, each sized by [`COLUMN_BUFFER`].)
+fn row_pass(a: &mut [u64], cols: usize, row: impl Fn((usize, &mut [u64])) + Sync + Send) {
+    let rows_per_task = ((1usize << PAR_MIN_LOG) / cols).max(1);
+    a.par_chunks_mut(cols)
+        .enumerate()
+        .with_granularity(Granularity::MinLen(rows_per_task))
+        .for_each(row);
 }
 
 /// Inverse of [`forward_pow2`] times the length, `[0, 2p)` in and out.
@@ -507,7 +522,7 @@ fn inverse_pow2(ctx: &Ctx, a: &mut [u64]) {
         }
     };
     if par {
-        a.par_chunks_mut(cols).enumerate().for_each(row);
+        row_pass(a, cols, row);
     } else {
         a.chunks_mut(cols).enumerate().for_each(row);
     }

@@ -5,13 +5,80 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{cost, doubling};
+use crate::decimal::{self, DecNat};
 use crate::granularity::Granularity;
 use crate::memo::{CacheStats, MemoCache};
 use crate::schedule;
 use num_bigint::BigUint;
 
-/// A cached pair (F(m), F(m+1)).
-type Pair = Arc<(BigUint, BigUint)>;
+/// A number representation the planner computes in: fresh pairs, steps, jumps and sizes.
+trait Repr: 'static {
+    type Num: Clone + Send + Sync + 'static;
+    /// (F(n), F(n+1)) by fast doubling.
+    fn fresh(n: u64) -> (Self::Num, Self::Num);
+    /// (F(m), F(m+1)) to (F(m+1), F(m+2)), in place.
+    fn advance(p: &mut (Self::Num, Self::Num));
+    /// (F(m), F(m+1)) to (F(m+d), F(m+d+1)) by the addition formula, d >= 1.
+    fn jump(p: (&Self::Num, &Self::Num), d: u64) -> (Self::Num, Self::Num);
+    /// Bytes held by a value.
+    fn bytes(x: &Self::Num) -> usize;
+}
+
+/// num-bigint's base 2^64.
+struct Binary;
+
+impl Repr for Binary {
+    type Num = BigUint;
+    fn fresh(n: u64) -> (BigUint, BigUint) {
+        doubling::fib_pair(n)
+    }
+    fn advance(p: &mut (BigUint, BigUint)) {
+        doubling::advance(p);
+    }
+    fn jump(p: (&BigUint, &BigUint), d: u64) -> (BigUint, BigUint) {
+        doubling::jump(p, d)
+    }
+    fn bytes(x: &BigUint) -> usize {
+        x.bits().div_ceil(64) as usize * 8
+    }
+}
+
+/// [`DecNat`]'s base 10^19: values print as a linear copy.
+struct Decimal;
+
+impl Repr for Decimal {
+    type Num = DecNat;
+    fn fresh(n: u64) -> (DecNat, DecNat) {
+        decimal::fib_pair(n)
+    }
+    fn advance(p: &mut (DecNat, DecNat)) {
+        let (a, b) = p;
+        *a += &*b;
+        std::mem::swap(a, b);
+    }
+    fn jump(p: (&DecNat, &DecNat), d: u64) -> (DecNat, DecNat) {
+        let (fm, fm1) = p;
+        let (fdm1, fd) = decimal::fib_pair(d - 1);
+        let fd1 = &fd + &fdm1;
+        // F(m+d) = F(d) F(m+1) + F(d-1) F(m);  F(m+d+1) = F(d+1) F(m+1) + F(d) F(m)
+        let ((x, y), (z, w)) = rayon::join(
+            || rayon::join(|| &fd * fm1, || &fdm1 * fm),
+            || rayon::join(|| &fd1 * fm1, || &fd * fm),
+        );
+        (x + &y, z + &w)
+    }
+    fn bytes(x: &DecNat) -> usize {
+        x.limbs().len() * 8
+    }
+}
+
+/// A cached pair (F(m), F(m+1)) in representation `R`.
+type Pair<R> = Arc<(<R as Repr>::Num, <R as Repr>::Num)>;
+
+/// The cache and the batch planner of one representation.
+struct Planner<R: Repr> {
+    cache: MemoCache<u64, Pair<R>>,
+}
 
 /// Default memory budget of the engine's cache: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
@@ -34,7 +101,8 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 /// # Ok::<(), parkit::fib::BuildError>(())
 /// ```
 pub struct Fibonacci {
-    cache: MemoCache<u64, Pair>,
+    binary: Planner<Binary>,
+    decimal: Planner<Decimal>,
     pool: rayon::ThreadPool,
     granularity: Granularity,
 }
@@ -43,7 +111,7 @@ impl fmt::Debug for Fibonacci {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fibonacci")
             .field("threads", &self.threads())
-            .field("cache", &self.cache.stats())
+            .field("cache", &self.cache_stats())
             .finish()
     }
 }
@@ -152,19 +220,14 @@ impl FibonacciBuilder {
             .num_threads(self.threads)
             .thread_name(|i| format!("parkit-fib-{i}"))
             .build()?;
-        let cache = MemoCache::with_budget(self.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
-            .with_weigher(|_, p: &Pair| pair_bytes(p));
+        let budget = self.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES);
         Ok(Fibonacci {
-            cache,
+            binary: Planner::new(budget),
+            decimal: Planner::new(budget),
             pool,
             granularity: self.granularity,
         })
     }
-}
-
-fn pair_bytes(p: &Pair) -> usize {
-    let words = |x: &BigUint| x.bits().div_ceil(64) as usize;
-    (words(&p.0) + words(&p.1)) * 8
 }
 
 impl Default for Fibonacci {
@@ -266,7 +329,16 @@ impl Fibonacci {
     /// ```
     #[must_use]
     pub fn cache_stats(&self) -> CacheStats {
-        self.cache.stats()
+        let (b, d) = (self.binary.cache.stats(), self.decimal.cache.stats());
+        CacheStats {
+            hits: b.hits + d.hits,
+            misses: b.misses + d.misses,
+            evictions: b.evictions + d.evictions,
+            entries: b.entries + d.entries,
+            bytes: b.bytes + d.bytes,
+            peak_bytes: b.peak_bytes + d.peak_bytes,
+            duplicate_computations: b.duplicate_computations + d.duplicate_computations,
+        }
     }
 
     /// F(n), reusing a cached pair at or a little below `n` when there is one.
@@ -297,9 +369,10 @@ impl Fibonacci {
     /// ```
     #[must_use]
     pub fn pair(&self, n: u64) -> (BigUint, BigUint) {
+        let b = &self.binary;
         let p = self
             .pool
-            .install(|| self.start_pair(n, self.resolve_start(n, &self.cached_keys())));
+            .install(|| b.start_pair(n, b.resolve_start(n, &b.cached_keys())));
         (*p).clone()
     }
 
@@ -347,6 +420,91 @@ impl Fibonacci {
         R: Send,
         F: Fn(u64, &BigUint) -> R + Sync,
     {
+        self.binary.batch_map(&self.pool, self.granularity, ns, f)
+    }
+
+    /// F(n) in base 10^19 ([`DecNat`]): printing it is a linear copy. The decimal twin of
+    /// [`Fibonacci::get`], with its own cache of decimal pairs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = parkit::fib::Fibonacci::new();
+    /// assert_eq!(e.get_decimal(100).to_string(), "354224848179261915075");
+    /// ```
+    #[must_use]
+    pub fn get_decimal(&self, n: u64) -> DecNat {
+        self.batch_map_decimal(&[n], |_, v| v.clone())
+            .pop()
+            .expect("one input gives one output")
+    }
+
+    /// F(n) in base 10^19 for every `n` in `ns`, in input order: the decimal twin of
+    /// [`Fibonacci::batch`], planned the same way (duplicates once, neighbours by additions,
+    /// cached decimal pairs reused by stepping or by the addition formula, runs largest-first),
+    /// so a batch never pays a binary-to-decimal conversion.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::fib::{fib, Fibonacci};
+    ///
+    /// let e = Fibonacci::new();
+    /// let ns = [2000u64, 10, 2001, 10];
+    /// let v = e.batch_decimal(&ns);
+    /// for (x, &n) in v.iter().zip(&ns) {
+    ///     assert_eq!(x.to_string(), fib(n).to_string());
+    /// }
+    /// ```
+    #[must_use]
+    pub fn batch_decimal(&self, ns: &[u64]) -> Vec<DecNat> {
+        self.batch_map_decimal(ns, |_, v| v.clone())
+    }
+
+    /// Calls `f(n, &F(n))` with F(n) in base 10^19 for every input, in parallel, results in
+    /// input order: the decimal twin of [`Fibonacci::batch_map`]. `fibo` writes each value's
+    /// digits here, straight into its output line.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` is propagated to the caller (after the other tasks stop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = parkit::fib::Fibonacci::new();
+    /// let digits = e.batch_map_decimal(&[100, 10, 100], |_, v| v.digit_count());
+    /// assert_eq!(digits, [21, 2, 21]);
+    /// ```
+    pub fn batch_map_decimal<R, F>(&self, ns: &[u64], f: F) -> Vec<R>
+    where
+        R: Send,
+        F: Fn(u64, &DecNat) -> R + Sync,
+    {
+        self.decimal.batch_map(&self.pool, self.granularity, ns, f)
+    }
+}
+
+impl<R: Repr> Planner<R> {
+    fn new(budget: usize) -> Self {
+        Planner {
+            cache: MemoCache::with_budget(budget)
+                .with_weigher(|_, p: &Pair<R>| R::bytes(&p.0) + R::bytes(&p.1)),
+        }
+    }
+
+    /// The batch planner: see [`Fibonacci::batch_map`].
+    fn batch_map<T, F>(
+        &self,
+        pool: &rayon::ThreadPool,
+        granularity: Granularity,
+        ns: &[u64],
+        f: F,
+    ) -> Vec<T>
+    where
+        T: Send,
+        F: Fn(u64, &R::Num) -> T + Sync,
+    {
         if ns.is_empty() {
             return Vec::new();
         }
@@ -362,9 +520,9 @@ impl Fibonacci {
             }
         }
         first_pos.push(order.len());
-        let plan = self.plan(&uniq);
+        let plan = self.plan(&uniq, pool.current_num_threads(), granularity);
         // Runs go largest first onto whichever thread frees up (the schedule pattern).
-        let parts: Vec<Vec<(usize, R)>> = self.pool.install(|| {
+        let parts: Vec<Vec<(usize, T)>> = pool.install(|| {
             schedule::par_map_largest_first(
                 &plan,
                 |seg| seg.cost,
@@ -379,7 +537,7 @@ impl Fibonacci {
                 },
             )
         });
-        let mut slots: Vec<Option<R>> = Vec::with_capacity(ns.len());
+        let mut slots: Vec<Option<T>> = Vec::with_capacity(ns.len());
         slots.resize_with(ns.len(), || None);
         for (pos, r) in parts.into_iter().flatten() {
             slots[pos] = Some(r);
@@ -418,9 +576,9 @@ impl Fibonacci {
     }
 
     /// Cuts the sorted distinct values into runs and picks where each run starts.
-    fn plan(&self, uniq: &[u64]) -> Vec<Segment> {
+    fn plan(&self, uniq: &[u64], threads: usize, granularity: Granularity) -> Vec<Segment> {
         let keys = self.cached_keys();
-        let threads = self.threads().max(1) as f64;
+        let threads = threads.max(1) as f64;
         // Total cost if every value were reached by steps from its predecessor, to size runs so
         // there are enough of them to keep every thread busy.
         let total: f64 = uniq
@@ -432,7 +590,7 @@ impl Fibonacci {
         let mut target = (total / (threads * cost::RUNS_PER_THREAD)).max(cost::MIN_RUN);
         // The same Granularity policy as every other pattern: a cap and a floor on run length.
         let (mut max_len, mut min_len) = (usize::MAX, 1);
-        match self.granularity {
+        match granularity {
             Granularity::Sequential => target = f64::INFINITY,
             Granularity::ChunkSize(k) => (target, max_len) = (f64::INFINITY, k.max(1)),
             Granularity::Chunks(k) => {
@@ -486,34 +644,39 @@ impl Fibonacci {
     }
 
     /// (F(n), F(n+1)) by the planned route, through the cache so concurrent callers share it.
-    fn start_pair(&self, n: u64, start: Start) -> Pair {
+    fn start_pair(&self, n: u64, start: Start) -> Pair<R> {
         self.cache.get_or_compute(n, || {
             let from = |m: u64| self.cache.get(&m);
             let pair = match start {
                 Start::Step { m } => from(m).map(|p| {
                     let mut p = (*p).clone();
                     for _ in m..n {
-                        doubling::advance(&mut p);
+                        R::advance(&mut p);
                     }
                     p
                 }),
-                Start::Jump { m } => from(m).map(|p| doubling::jump((&p.0, &p.1), n - m)),
+                Start::Jump { m } => from(m).map(|p| R::jump((&p.0, &p.1), n - m)),
                 Start::Fresh => None,
             };
             // The planned pair may have been evicted meanwhile: fall back to doubling.
-            Arc::new(pair.unwrap_or_else(|| doubling::fib_pair(n)))
+            Arc::new(pair.unwrap_or_else(|| R::fresh(n)))
         })
     }
 
-    fn run_segment(&self, seg: &Segment, uniq: &[u64], mut emit: impl FnMut(usize, &BigUint)) {
+    fn run_segment(&self, seg: &Segment, uniq: &[u64], mut emit: impl FnMut(usize, &R::Num)) {
         let first = uniq[seg.range.start];
         let start = self.start_pair(first, seg.start);
+        if seg.range.len() == 1 {
+            // Nothing to step: no copy of a possibly huge pair.
+            emit(seg.range.start, &start.0);
+            return;
+        }
         let mut cur = (*start).clone();
         drop(start);
         let mut at = first;
         for j in seg.range.clone() {
             while at < uniq[j] {
-                doubling::advance(&mut cur);
+                R::advance(&mut cur);
                 at += 1;
             }
             emit(j, &cur.0);
@@ -547,13 +710,13 @@ mod tests {
         assert_eq!(e.batch(&first)[199], fib(100_199));
         let before = e.cache_stats();
         // A value just above the end of the cached run is reached by steps from it.
-        let keys = e.cached_keys();
+        let keys = e.binary.cached_keys();
         assert!(
             keys.contains(&100_199),
             "the end of a run is cached: {keys:?}"
         );
         assert!(matches!(
-            e.resolve_start(100_250, &keys),
+            e.binary.resolve_start(100_250, &keys),
             Start::Step { m: 100_199 }
         ));
         assert_eq!(e.get(100_250), fib(100_250));
@@ -564,10 +727,10 @@ mod tests {
     fn jump_is_planned_for_moderate_gaps_and_is_exact() {
         let e = Fibonacci::builder().threads(2).build().unwrap();
         let _ = e.pair(1_000_000);
-        let keys = e.cached_keys();
+        let keys = e.binary.cached_keys();
         let n = 1_000_000 + 5_000;
         assert!(matches!(
-            e.resolve_start(n, &keys),
+            e.binary.resolve_start(n, &keys),
             Start::Jump { m: 1_000_000 }
         ));
         assert_eq!(e.get(n), fib(n));
@@ -577,7 +740,7 @@ mod tests {
     fn dense_batch_is_cut_into_enough_runs() {
         let e = Fibonacci::builder().threads(2).build().unwrap();
         let ns: Vec<u64> = (100_000..102_000).collect();
-        let plan = e.plan(&ns);
+        let plan = e.binary.plan(&ns, e.threads(), e.granularity);
         assert!(plan.len() >= 4 && plan.len() <= 64, "{} runs", plan.len());
         let covered: usize = plan.iter().map(|s| s.range.len()).sum();
         assert_eq!(covered, ns.len());
@@ -592,11 +755,45 @@ mod tests {
                 .granularity(g)
                 .build()
                 .unwrap();
-            let plan = e.plan(&ns);
+            let plan = e.binary.plan(&ns, e.threads(), e.granularity);
             assert!(runs.contains(&plan.len()), "{g:?}: {} runs", plan.len());
             assert_eq!(plan.iter().map(|s| s.range.len()).sum::<usize>(), ns.len());
             assert_eq!(e.batch(&ns)[1234], fib(101_234));
         }
+    }
+
+    #[test]
+    fn decimal_batches_match_binary_and_reuse_their_cache() {
+        let e = Fibonacci::builder().threads(2).build().unwrap();
+        let ns: Vec<u64> = [5u64, 300, 5, 0, 1, 2000, 299, 301, 100_000, 300]
+            .into_iter()
+            .chain(50_000..50_300)
+            .collect();
+        let text = |v: &[DecNat]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let want: Vec<String> = ns.iter().map(|&n| fib(n).to_string()).collect();
+        assert_eq!(text(&e.batch_decimal(&ns)), want);
+        // Above a cached decimal run: a step; further up: a jump; both exact.
+        let keys = e.decimal.cached_keys();
+        assert!(keys.contains(&50_299), "{keys:?}");
+        assert!(matches!(
+            e.decimal.resolve_start(50_320, &keys),
+            Start::Step { m: 50_299 }
+        ));
+        let _ = e.get_decimal(1_000_000);
+        let keys = e.decimal.cached_keys();
+        assert!(matches!(
+            e.decimal.resolve_start(1_005_000, &keys),
+            Start::Jump { m: 1_000_000 }
+        ));
+        let before = e.cache_stats();
+        let later = [50_320u64, 1_005_000, 1_000_001];
+        let got = text(&e.batch_decimal(&later));
+        for (g, &n) in got.iter().zip(&later) {
+            assert_eq!(*g, fib(n).to_string(), "n = {n}");
+        }
+        assert!(e.cache_stats().hits > before.hits);
+        // The two representations keep separate caches.
+        assert!(e.binary.cached_keys().is_empty());
     }
 
     #[test]
