@@ -211,6 +211,15 @@ fn submit_prints_what_fibo_prints_in_every_format() {
         check_ok(&out, &format!("{args:?}"));
         assert_eq!(out.stdout, plain(&args), "{args:?}");
     }
+    // Default chunks (by estimated work) and a big --last batch.
+    for args in [
+        &inputs[..],
+        &["1..20000", "--last", "7", "--format", "json"],
+    ] {
+        let out = redis.submit().args(args).output().unwrap();
+        check_ok(&out, &format!("{args:?}"));
+        assert_eq!(out.stdout, plain(args), "{args:?}");
+    }
     // The values themselves, against iteration.
     let out = redis
         .submit()

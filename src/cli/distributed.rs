@@ -82,9 +82,9 @@ pub struct SubmitArgs {
     pub queue: String,
 
     /// Inputs per task, on average: the inputs are cut, in order, into len/N chunks of about
-    /// equal estimated work
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub chunk: u64,
+    /// equal estimated work [default: chunks of about 20 ms of work on one core each]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub chunk: Option<u64>,
 
     /// Seconds to wait for a chunk's result before sending it again
     #[arg(long, value_name = "S", default_value_t = 60.0, value_parser = parse_seconds)]
