@@ -418,6 +418,18 @@ def wait(r):
 r = wait(app.send_task("fibo.batch", args=[[10, 100]]))
 assert r.get(timeout=5) == ["55", "354224848179261915075"], r.get()
 
+# get() straight away: the worker publishes the result to a subscribed client, as Celery does.
+import math
+def digits(n):  # Binet: floor(n log10(phi) - log10(sqrt 5)) + 1, for large n
+    return math.floor(n * math.log10((1 + 5 ** 0.5) / 2) - math.log10(5) / 2) + 1
+r = app.send_task("fibo.batch", args=[[20_000_000, 12]], kwargs={"format": "digits"})
+assert r.get(timeout=20) == [str(digits(20_000_000)), "3"], r.get()
+r = app.send_task("fibo.batch", args=[[3_000_000, 3_000_001]])
+v = r.get(timeout=20)
+# The last four digits repeat with period 15000 (Pisano).
+assert len(v[0]) == digits(3_000_000), len(v[0])
+assert v[1][-4:] == str(fib(3_000_001 % 15000) % 10000).zfill(4), v[1][-4:]
+
 ns = [0, 1, 2, 93, 94, 187, 1000, 5000, 4999]
 assert wait(app.send_task("fibo.batch", args=[ns])).get() == [str(fib(n)) for n in ns]
 

@@ -257,7 +257,14 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
                     redact(&args.broker)
                 ))
             })?;
+        let results = broker_connection(backend_url, timeout).await.map_err(|e| {
+            CliError::Runtime(format!(
+                "cannot reach the result backend at {}: {e}",
+                redact(backend_url)
+            ))
+        })?;
         let ctx = Arc::new(Ctx {
+            results,
             app,
             backend,
             engine,
@@ -279,6 +286,8 @@ struct Ctx {
     me: String,
     /// For the unacknowledged hash (never blocked: pops have their own connection).
     conn: redis::aio::MultiplexedConnection,
+    /// To the result backend's server, for publishing final states.
+    results: redis::aio::MultiplexedConnection,
     queue: String,
 }
 
@@ -507,9 +516,29 @@ fn bad_arguments(raw_body: &[u8]) -> String {
     )
 }
 
+/// Stores a task's state; a final one is also published, as Python's Celery does, when a
+/// client is subscribed (Python's `get()` waits on that channel).
 async fn store(ctx: &Ctx, meta: TaskMeta) {
+    let last = matches!(meta.status, TaskState::Success | TaskState::Failure);
+    let key = format!("celery-task-meta-{}", meta.task_id);
+    let published = last.then(|| serde_json::to_string(&meta));
     if let Err(e) = ctx.backend.store_task_meta(meta).await {
         eprintln!("fibo worker {}: cannot store a result: {e}", ctx.me);
+        return;
+    }
+    let Some(Ok(payload)) = published else { return };
+    let mut conn = ctx.results.clone();
+    let listeners: redis::RedisResult<Vec<(String, u64)>> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await;
+    if listeners.is_ok_and(|l| l.iter().any(|(_, n)| *n > 0)) {
+        let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
+            .arg(&key)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await;
     }
 }
 
