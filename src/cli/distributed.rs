@@ -18,17 +18,9 @@ app.send_task(\"fibo.batch\", args=[[10, 100]]).
 Keep Redis on a private address with a password (requirepass; redis://:PASSWORD@HOST:6379/0),
 never on an open port: anyone who can reach it can make your workers compute.")]
 pub struct WorkerArgs {
-    /// Broker: redis://[:PASSWORD@]HOST[:PORT]/DB
-    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
-    pub broker: String,
-
-    /// Result backend: redis://[:PASSWORD@]HOST[:PORT]/DB [default: the broker]
-    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
-    pub backend: Option<String>,
-
-    /// Queue to take tasks from
-    #[arg(long, value_name = "NAME", default_value = "celery")]
-    pub queue: String,
+    /// Where the tasks and results go.
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// Threads for the computation [default: one per core]
     #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
@@ -47,10 +39,6 @@ pub struct WorkerArgs {
     /// [default: 90% of the available memory]
     #[arg(long, value_name = "SIZE", value_parser = memory::parse_size)]
     pub max_memory: Option<u64>,
-
-    /// Seconds to wait for the broker and the backend at start
-    #[arg(long, value_name = "S", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub connect_timeout: u64,
 }
 
 /// `fibo submit`: send inputs to workers and print their results.
@@ -69,17 +57,9 @@ pub struct SubmitArgs {
     #[command(flatten)]
     pub select: Select,
 
-    /// Broker: redis://[:PASSWORD@]HOST[:PORT]/DB
-    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
-    pub broker: String,
-
-    /// Result backend: redis://[:PASSWORD@]HOST[:PORT]/DB [default: the broker]
-    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
-    pub backend: Option<String>,
-
-    /// Queue to send tasks to
-    #[arg(long, value_name = "NAME", default_value = "celery")]
-    pub queue: String,
+    /// Where the tasks and results go.
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// Inputs per task, on average: the inputs are cut, in order, into len/N chunks of about
     /// equal estimated work [default: chunks of about 20 ms of work on one core each]
@@ -94,10 +74,6 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub retries: u32,
 
-    /// Seconds to wait for the broker and the backend at start
-    #[arg(long, value_name = "S", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub connect_timeout: u64,
-
     /// Refuse inputs whose value would need more memory than this here, e.g. 512M or 8G
     /// [default: 90% of the available memory]
     #[arg(long, value_name = "SIZE", value_parser = memory::parse_size)]
@@ -110,6 +86,34 @@ pub struct SubmitArgs {
     /// Never show a progress bar
     #[arg(long, overrides_with = "progress")]
     pub no_progress: bool,
+}
+
+/// The broker, the result backend and the queue: shared by `worker` and `submit`.
+#[derive(Debug, clap::Args)]
+pub struct RedisArgs {
+    /// Broker: redis://[:PASSWORD@]HOST[:PORT]/DB
+    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
+    pub broker: String,
+
+    /// Result backend: redis://[:PASSWORD@]HOST[:PORT]/DB [default: the broker]
+    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
+    pub backend: Option<String>,
+
+    /// Queue of `fibo.batch` tasks
+    #[arg(long, value_name = "NAME", default_value = "celery")]
+    pub queue: String,
+
+    /// Seconds to wait for the broker and the backend at start
+    #[arg(long, value_name = "S", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout: u64,
+}
+
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+impl RedisArgs {
+    /// The backend's URL: `--backend`, else the broker's.
+    pub fn backend_url(&self) -> &str {
+        self.backend.as_deref().unwrap_or(&self.broker)
+    }
 }
 
 /// Accepts `redis://...` only: the one broker and backend this build speaks.

@@ -238,23 +238,24 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
     let engine = Arc::new(engine);
     let limit = args.max_memory.unwrap_or_else(memory::default_limit);
     runtime()?.block_on(async {
-        let backend_url = args.backend.as_deref().unwrap_or(&args.broker);
-        let timeout = Duration::from_secs(args.connect_timeout);
-        let (app, backend) = connect(&args.broker, backend_url, &args.queue, timeout).await?;
+        let backend_url = args.redis.backend_url();
+        let timeout = Duration::from_secs(args.redis.connect_timeout);
+        let (app, backend) =
+            connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
         let me = format!("{}:{}", app.hostname, std::process::id());
         eprintln!(
             "fibo worker {me}: taking {TASK} from queue '{}' at {} (results to {}), {} threads",
-            args.queue,
-            redact(&args.broker),
+            args.redis.queue,
+            redact(&args.redis.broker),
             redact(backend_url),
             engine.threads()
         );
-        let conn = broker_connection(&args.broker, timeout)
+        let conn = broker_connection(&args.redis.broker, timeout)
             .await
             .map_err(|e| {
                 CliError::Runtime(format!(
                     "cannot reach the broker at {}: {e}",
-                    redact(&args.broker)
+                    redact(&args.redis.broker)
                 ))
             })?;
         let results = broker_connection(backend_url, timeout).await.map_err(|e| {
@@ -271,9 +272,9 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
             limit,
             me,
             conn,
-            queue: args.queue.clone(),
+            queue: args.redis.queue.clone(),
         });
-        serve(ctx, usize::from(args.prefetch), &args.broker, timeout).await
+        serve(ctx, usize::from(args.prefetch), &args.redis.broker, timeout).await
     })
 }
 
@@ -637,9 +638,10 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
         .map(|r| costs[r.clone()].iter().sum())
         .collect();
     runtime()?.block_on(async {
-        let backend_url = args.backend.as_deref().unwrap_or(&args.broker);
-        let timeout = Duration::from_secs(args.connect_timeout);
-        let (app, backend) = connect(&args.broker, backend_url, &args.queue, timeout).await?;
+        let backend_url = args.redis.backend_url();
+        let timeout = Duration::from_secs(args.redis.connect_timeout);
+        let (app, backend) =
+            connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
         let mut chunks: Vec<Chunk> = ranges
             .into_iter()
             .map(|range| Chunk {
@@ -651,11 +653,14 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
             .collect();
         let send = |c: &Chunk| {
             let sig = batch::new(ns[c.range.clone()].to_vec(), Some(format.to_string()), last)
-                .with_queue(&args.queue);
+                .with_queue(&args.redis.queue);
             let app = Arc::clone(&app);
             async move {
                 app.send_task(sig).await.map(|r| r.task_id).map_err(|e| {
-                    CliError::Runtime(format!("cannot send to {}: {e}", redact(&args.broker)))
+                    CliError::Runtime(format!(
+                        "cannot send to {}: {e}",
+                        redact(&args.redis.broker)
+                    ))
                 })
             }
         };
@@ -789,8 +794,8 @@ where
                         ns[r.start],
                         ns[r.end - 1],
                         args.timeout,
-                        args.queue,
-                        redact(&args.broker)
+                        args.redis.queue,
+                        redact(&args.redis.broker)
                     )));
                 }
                 bar.suspend(|| {
