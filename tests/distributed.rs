@@ -112,6 +112,18 @@ impl Redis {
         panic!("redis-server did not start");
     }
 
+    /// Runs redis-cli against this server and returns its output.
+    fn cli(&self, args: &[&str]) -> String {
+        let cli = find_on_path("redis-cli").expect("redis-cli comes with redis-server");
+        let out = Command::new(cli)
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     fn url(&self, db: u32) -> String {
         format!("redis://127.0.0.1:{}/{db}", self.port)
     }
@@ -300,6 +312,51 @@ fn a_worker_killed_mid_batch_loses_nothing() {
         .skip_while(|l| !l.contains("n up to 100000000"))
         .any(|l| l.contains(" done in "));
     assert!(!big_done, "{log_a}");
+    // The dead worker's unacknowledged entry was cleared, and no result is left behind.
+    assert_eq!(
+        redis.cli(&["-n", "0", "hlen", "_celery.celery_process_map"]),
+        "0"
+    );
+    assert_eq!(redis.cli(&["-n", "1", "dbsize"]), "0");
+}
+
+#[test]
+fn an_interrupted_submit_withdraws_its_tasks() {
+    let Some(redis) = Redis::start() else { return };
+    // No worker yet: every chunk waits in the queue.
+    let mut submit = redis
+        .submit()
+        .args(["--chunk", "1", "1e6", "2e6", "3e6", "4e6"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while redis.cli(&["-n", "0", "llen", "celery"]) != "4" {
+        assert!(t.elapsed() < Duration::from_secs(10), "tasks never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let status = Command::new("kill")
+        .args(["-INT", &submit.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = submit.wait().unwrap().code();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut submit.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    // A worker that comes later takes the four tasks and computes none of them.
+    let w = redis.worker("w", &["-j", "1"]);
+    wait_for(&w, "skipped", Duration::from_secs(10));
+    let t = Instant::now();
+    while w.log().matches("withdrawn by its client, skipped").count() < 4 {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", w.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!w.log().contains("started"), "{}", w.log());
+    assert_eq!(redis.cli(&["-n", "0", "llen", "celery"]), "0");
 }
 
 #[test]

@@ -178,6 +178,10 @@ pub enum CliError {
     /// The reader closed stdout (`fibo 1..1000000 | head`): a quiet end, exit code 0.
     #[error("output closed")]
     Closed,
+    /// Ctrl-C while waiting on workers (`fibo submit`): exit code 130.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl From<parkit::pipeline::PipelineError> for CliError {
@@ -221,6 +225,10 @@ pub fn main() -> ExitCode {
         Ok(Err(CliError::Usage(m))) => {
             eprintln!("fibo: {m}");
             ExitCode::from(2)
+        }
+        Ok(Err(CliError::Interrupted)) => {
+            eprintln!("fibo: interrupted; the tasks still out were withdrawn");
+            ExitCode::from(130)
         }
         Ok(Err(CliError::Runtime(m))) => {
             eprintln!("fibo: {m}");

@@ -298,6 +298,32 @@ const BROKER_GRACE: Duration = Duration::from_secs(60);
 /// A blocking pop waits this long at most, so a stop request is seen within it.
 const POP_WAIT: Duration = Duration::from_secs(1);
 
+/// Marks a task its client no longer wants (answered, or sent again and answered by a copy,
+/// or the client interrupted): a worker that takes it skips it. Celery's own revocation
+/// goes through broadcast control messages, which celery-rs does not have.
+fn withdrawn_key(id: &str) -> String {
+    format!("fibo-withdrawn-{id}")
+}
+
+/// Withdraws tasks (see [`withdrawn_key`]) and clears them from the unacknowledged hash,
+/// where a killed worker would have left them. Best effort: a failure only costs work.
+async fn withdraw(conn: &mut redis::aio::MultiplexedConnection, queue: &str, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.cmd("SET")
+            .arg(withdrawn_key(id))
+            .arg(1)
+            .arg("EX")
+            .arg(RESULT_TTL.as_secs())
+            .ignore();
+    }
+    pipe.cmd("HDEL").arg(unacked_key(queue)).arg(ids).ignore();
+    let _: redis::RedisResult<()> = pipe.query_async(conn).await;
+}
+
 /// The hash where celery-rs's Redis broker keeps the messages taken but not acknowledged.
 fn unacked_key(queue: &str) -> String {
     format!("_celery.{queue}_process_map")
@@ -432,14 +458,25 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
         }
     };
     let id = message.task_id().to_string();
+    let short = &id[..id.len().min(8)];
     let mut conn = ctx.conn.clone();
+    let withdrawn: redis::RedisResult<bool> = redis::cmd("EXISTS")
+        .arg(withdrawn_key(&id))
+        .query_async(&mut conn)
+        .await;
+    if withdrawn.unwrap_or(false) {
+        eprintln!(
+            "fibo worker {}: task {short} withdrawn by its client, skipped",
+            ctx.me
+        );
+        return;
+    }
     let _: redis::RedisResult<()> = redis::cmd("HSET")
         .arg(unacked_key(&ctx.queue))
         .arg(&id)
         .arg(&raw)
         .query_async(&mut conn)
         .await;
-    let short = &id[..id.len().min(8)];
     if message.headers.task != TASK {
         let why = format!("this worker runs {TASK} only, not {}", message.headers.task);
         eprintln!("fibo worker {}: task {short}: {why}", ctx.me);
@@ -672,9 +709,27 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
             chunks[i].sent = Instant::now();
         }
         let bar = progress_bar(args, chunks.len() as u64);
-        let result = gather(args, &mut chunks, &backend, &send, &ns, printer, &bar).await;
+        let mut conn = broker_connection(&args.redis.broker, timeout)
+            .await
+            .map_err(|e| {
+                CliError::Runtime(format!(
+                    "cannot reach the broker at {}: {e}",
+                    redact(&args.redis.broker)
+                ))
+            })?;
+        let result = tokio::select! {
+            r = gather(args, &mut chunks, &backend, &send, &ns, printer, &bar, &mut conn) => r,
+            _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
+        };
         bar.finish_and_clear();
-        // Leave nothing behind in the backend (copies still running expire with the TTL).
+        // Withdraw what is still out, and leave no result behind in the backend (copies
+        // still running expire with the TTL).
+        let open: Vec<String> = chunks
+            .iter()
+            .filter(|c| c.result.is_none())
+            .flat_map(|c| c.ids.iter().cloned())
+            .collect();
+        withdraw(&mut conn, &args.redis.queue, &open).await;
         for c in &chunks {
             for id in &c.ids {
                 let _ = backend.forget(id).await;
@@ -719,6 +774,7 @@ async fn gather<S, F>(
     ns: &[u64],
     printer: Printer,
     bar: &ProgressBar,
+    conn: &mut redis::aio::MultiplexedConnection,
 ) -> Result<(), CliError>
 where
     S: Fn(&Chunk) -> F,
@@ -764,6 +820,8 @@ where
                         c.result = Some(lines);
                         bar.inc(1);
                         progress = true;
+                        // Its other copies, if any, are no longer wanted.
+                        withdraw(conn, &args.redis.queue, &c.ids).await;
                         break;
                     }
                     TaskState::Failure => {
