@@ -37,6 +37,9 @@ pub const TASK: &str = "fibo.batch";
 /// `result_expires`).
 const RESULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a worker waits for Redis to take a result.
+const RESULT_WRITE_WAIT: Duration = Duration::from_secs(600);
+
 /// Most inputs one `submit` expands (each is a u64 in a message and a line held until printed).
 const MAX_SUBMIT_INPUTS: u64 = 10_000_000;
 
@@ -258,12 +261,15 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
                     redact(&args.redis.broker)
                 ))
             })?;
-        let results = broker_connection(backend_url, timeout).await.map_err(|e| {
-            CliError::Runtime(format!(
-                "cannot reach the result backend at {}: {e}",
-                redact(backend_url)
-            ))
-        })?;
+        // Results can be hundreds of MB: their writes get minutes, not seconds.
+        let results = connection(backend_url, timeout, RESULT_WRITE_WAIT)
+            .await
+            .map_err(|e| {
+                CliError::Runtime(format!(
+                    "cannot reach the result backend at {}: {e}",
+                    redact(backend_url)
+                ))
+            })?;
         let ctx = Arc::new(Ctx {
             results,
             app,
@@ -334,9 +340,18 @@ async fn broker_connection(
     url: &str,
     timeout: Duration,
 ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    connection(url, timeout, POP_WAIT + timeout).await
+}
+
+/// A connection of its own to a Redis server, answers awaited for `response` at most.
+async fn connection(
+    url: &str,
+    timeout: Duration,
+    response: Duration,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(timeout)
-        .set_response_timeout(POP_WAIT + timeout);
+        .set_response_timeout(response);
     redis::Client::open(url)?
         .get_multiplexed_async_connection_with_config(&config)
         .await
@@ -519,20 +534,28 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
         .await
         .unwrap_or_else(|e| Err(format!("internal error: {e}")));
     let took = started.elapsed().as_secs_f64() * 1e3;
-    let meta = match outcome {
+    let json = match outcome {
         Ok(lines) => {
             eprintln!("fibo worker {}: task {short} done in {took:.1} ms", ctx.me);
-            TaskMeta::success(&id, &lines)
-                .unwrap_or_else(|e| failure_meta(&id, &format!("cannot encode the result: {e}")))
+            success_json(&id, &lines)
         }
         Err(why) => {
             eprintln!("fibo worker {}: task {short} failed: {why}", ctx.me);
-            failure_meta(&id, &why)
+            serde_json::to_string(&failure_meta(&id, &why))
         }
     };
     // Acknowledged only once the result is stored (acks late): a worker that dies before
     // leaves the task unacknowledged, and `submit` sends it again.
-    store(ctx, meta).await;
+    match json {
+        Ok(json) => store_final(ctx, &id, json).await,
+        Err(e) => {
+            store(
+                ctx,
+                failure_meta(&id, &format!("cannot encode the result: {e}")),
+            )
+            .await
+        }
+    }
     ack(ctx, &id).await;
 }
 
@@ -554,18 +577,59 @@ fn bad_arguments(raw_body: &[u8]) -> String {
     )
 }
 
-/// Stores a task's state; a final one is also published, as Python's Celery does, when a
-/// client is subscribed (Python's `get()` waits on that channel).
+/// A success in celery-rs's `TaskMeta` layout (which Python's Celery reads too), serialized
+/// straight from the lines: no `serde_json::Value` copy of a result that may be hundreds of MB.
+fn success_json(id: &str, lines: &[String]) -> serde_json::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Success<'a, D> {
+        task_id: &'a str,
+        status: TaskState,
+        result: &'a [String],
+        traceback: Option<String>,
+        children: [u8; 0],
+        date_done: &'a D,
+    }
+    let stamp = TaskMeta::success(id, &())?;
+    serde_json::to_string(&Success {
+        task_id: id,
+        status: TaskState::Success,
+        result: lines,
+        traceback: None,
+        children: [],
+        date_done: &stamp.date_done,
+    })
+}
+
+/// Stores a state; a final one goes through [`store_final`].
 async fn store(ctx: &Ctx, meta: TaskMeta) {
-    let last = matches!(meta.status, TaskState::Success | TaskState::Failure);
-    let key = format!("celery-task-meta-{}", meta.task_id);
-    let published = last.then(|| serde_json::to_string(&meta));
-    if let Err(e) = ctx.backend.store_task_meta(meta).await {
+    if matches!(meta.status, TaskState::Success | TaskState::Failure) {
+        match serde_json::to_string(&meta) {
+            Ok(json) => store_final(ctx, &meta.task_id, json).await,
+            Err(e) => eprintln!("fibo worker {}: cannot encode a result: {e}", ctx.me),
+        }
+    } else if let Err(e) = ctx.backend.store_task_meta(meta).await {
+        eprintln!("fibo worker {}: cannot store a state: {e}", ctx.me);
+    }
+}
+
+/// Stores a final state where celery-rs's backend keeps it (`celery-task-meta-ID`, expiring
+/// like Celery's results), then publishes it, as Python's Celery does, when a client is
+/// subscribed: a Python `get()` waits on that channel. One serialization serves both.
+async fn store_final(ctx: &Ctx, id: &str, json: String) {
+    let key = format!("celery-task-meta-{id}");
+    let mut conn = ctx.results.clone();
+    let stored: redis::RedisResult<()> = redis::cmd("SET")
+        .arg(&key)
+        .arg(&json)
+        .arg("EX")
+        .arg(RESULT_TTL.as_secs())
+        .query_async(&mut conn)
+        .await;
+    if let Err(e) = stored {
         eprintln!("fibo worker {}: cannot store a result: {e}", ctx.me);
         return;
     }
-    let Some(Ok(payload)) = published else { return };
-    let mut conn = ctx.results.clone();
+    let payload = json;
     let listeners: redis::RedisResult<Vec<(String, u64)>> = redis::cmd("PUBSUB")
         .arg("NUMSUB")
         .arg(&key)
