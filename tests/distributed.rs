@@ -283,6 +283,35 @@ fn two_workers_share_a_batch() {
 }
 
 #[test]
+fn a_long_queue_is_not_a_late_chunk() {
+    let Some(redis) = Redis::start() else { return };
+    let w = redis.worker("w", &["-j", "1"]);
+    // 30 chunks of about 30 ms each through one worker: the last waits about a second in the
+    // queue, more than the timeout, but none is ever late while the worker is on it.
+    let ns: Vec<String> = (0..30)
+        .map(|k| (5_000_000 + 100_000 * k).to_string())
+        .collect();
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let out = redis
+        .submit()
+        .args(["--chunk", "1", "--timeout", "0.5", "--digits"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "no inputs is an error");
+    let out = redis
+        .submit()
+        .args(["--chunk", "1", "--timeout", "0.5"])
+        .args(&ns)
+        .output()
+        .unwrap();
+    check_ok(&out, "submit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("sending them again"), "{err}");
+    assert_eq!(out.stdout, plain(&ns));
+    assert_eq!(w.log().matches(" done in ").count(), 30, "{}", w.log());
+}
+
+#[test]
 fn a_worker_killed_mid_batch_loses_nothing() {
     let Some(redis) = Redis::start() else { return };
     let mut a = redis.worker("a", &["-j", "1"]);

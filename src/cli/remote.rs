@@ -656,15 +656,6 @@ async fn ack(ctx: &Ctx, id: &str) {
     }
 }
 
-/// A chunk of the inputs on its way through the workers.
-struct Chunk {
-    range: std::ops::Range<usize>,
-    /// Task ids of every copy sent; the first result wins.
-    ids: Vec<String>,
-    sent: Instant,
-    result: Option<Vec<String>>,
-}
-
 /// Runs `fibo submit`.
 pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
     init_logging();
@@ -741,48 +732,39 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
     runtime()?.block_on(async {
         let backend_url = args.redis.backend_url();
         let timeout = Duration::from_secs(args.redis.connect_timeout);
-        let (app, backend) =
-            connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
+        let (app, _) = connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
         let mut chunks: Vec<Chunk> = ranges
             .into_iter()
             .map(|range| Chunk {
                 range,
                 ids: Vec::new(),
                 sent: Instant::now(),
+                started: None,
                 result: None,
+                printed: false,
             })
             .collect();
-        let send = |c: &Chunk| {
-            let sig = batch::new(ns[c.range.clone()].to_vec(), Some(format.to_string()), last)
-                .with_queue(&args.redis.queue);
-            let app = Arc::clone(&app);
-            async move {
-                app.send_task(sig).await.map(|r| r.task_id).map_err(|e| {
-                    CliError::Runtime(format!(
-                        "cannot send to {}: {e}",
-                        redact(&args.redis.broker)
-                    ))
-                })
-            }
+        let reach = |what: &str, url: &str, e: redis::RedisError| {
+            CliError::Runtime(format!("cannot reach the {what} at {}: {e}", redact(url)))
         };
-        // The most expensive chunks go first, so they start first (workers take the queue
-        // in order) and the cheap ones fill in at the end.
-        for i in schedule::largest_first(&chunk_costs) {
-            let id = send(&chunks[i]).await?;
-            chunks[i].ids.push(id);
-            chunks[i].sent = Instant::now();
-        }
+        let mut g = Gather {
+            args,
+            app,
+            ns: &ns,
+            format,
+            last,
+            printer,
+            broker: broker_connection(&args.redis.broker, timeout)
+                .await
+                .map_err(|e| reach("broker", &args.redis.broker, e))?,
+            results: connection(backend_url, timeout, RESULT_WRITE_WAIT)
+                .await
+                .map_err(|e| reach("result backend", backend_url, e))?,
+        };
+        let order = schedule::largest_first(&chunk_costs);
         let bar = progress_bar(args, chunks.len() as u64);
-        let mut conn = broker_connection(&args.redis.broker, timeout)
-            .await
-            .map_err(|e| {
-                CliError::Runtime(format!(
-                    "cannot reach the broker at {}: {e}",
-                    redact(&args.redis.broker)
-                ))
-            })?;
         let result = tokio::select! {
-            r = gather(args, &mut chunks, &backend, &send, &ns, printer, &bar, &mut conn) => r,
+            r = gather(&mut g, &mut chunks, &order, &bar) => r,
             _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
         };
         bar.finish_and_clear();
@@ -790,14 +772,19 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
         // still running expire with the TTL).
         let open: Vec<String> = chunks
             .iter()
-            .filter(|c| c.result.is_none())
+            .filter(|c| c.result.is_none() && !c.printed)
             .flat_map(|c| c.ids.iter().cloned())
             .collect();
-        withdraw(&mut conn, &args.redis.queue, &open).await;
-        for c in &chunks {
-            for id in &c.ids {
-                let _ = backend.forget(id).await;
-            }
+        withdraw(&mut g.broker, &args.redis.queue, &open).await;
+        let keys: Vec<String> = chunks
+            .iter()
+            .flat_map(|c| c.ids.iter().map(|id| format!("celery-task-meta-{id}")))
+            .collect();
+        for batch in keys.chunks(1024) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL")
+                .arg(batch)
+                .query_async(&mut g.results)
+                .await;
         }
         result
     })
@@ -828,65 +815,170 @@ fn cap_bytes(
     out
 }
 
-/// Polls the results, sends late chunks again, and prints chunks in input order as they come.
-#[allow(clippy::too_many_arguments)]
-async fn gather<S, F>(
-    args: &SubmitArgs,
-    chunks: &mut [Chunk],
-    backend: &Arc<dyn ResultBackend>,
-    send: &S,
-    ns: &[u64],
+/// A chunk of the inputs on its way through the workers.
+struct Chunk {
+    range: std::ops::Range<usize>,
+    /// Task ids of every copy sent; the first result wins.
+    ids: Vec<String>,
+    /// When the latest copy was sent.
+    sent: Instant,
+    /// When a worker was first seen working on the latest copy.
+    started: Option<Instant>,
+    result: Option<Vec<String>>,
+    printed: bool,
+}
+
+/// Everything `gather` needs besides the chunks.
+struct Gather<'a> {
+    args: &'a SubmitArgs,
+    app: Arc<Celery>,
+    ns: &'a [u64],
+    format: &'static str,
+    last: Option<u32>,
     printer: Printer,
+    /// To the broker (queue length, withdrawals) and to the backend (results).
+    broker: redis::aio::MultiplexedConnection,
+    results: redis::aio::MultiplexedConnection,
+}
+
+impl Gather<'_> {
+    fn signature(&self, c: &Chunk) -> celery::task::Signature<batch> {
+        batch::new(
+            self.ns[c.range.clone()].to_vec(),
+            Some(self.format.to_string()),
+            self.last,
+        )
+        .with_queue(&self.args.redis.queue)
+    }
+
+    fn send_error(&self, e: &dyn std::fmt::Display) -> CliError {
+        CliError::Runtime(format!(
+            "cannot send to {}: {e}",
+            redact(&self.args.redis.broker)
+        ))
+    }
+
+    async fn send(&self, c: &Chunk) -> Result<String, CliError> {
+        let sig = self.signature(c);
+        self.app
+            .send_task(sig)
+            .await
+            .map(|r| r.task_id)
+            .map_err(|e| self.send_error(&e))
+    }
+
+    /// Sends every chunk, most expensive first (the workers take the queue in this order),
+    /// up to 64 at a time.
+    async fn send_all(&self, chunks: &mut [Chunk], order: &[usize]) -> Result<(), CliError> {
+        for group in order.chunks(64) {
+            let mut sending = tokio::task::JoinSet::new();
+            for &i in group {
+                let (app, sig) = (Arc::clone(&self.app), self.signature(&chunks[i]));
+                sending.spawn(async move { (i, app.send_task(sig).await.map(|r| r.task_id)) });
+            }
+            while let Some(sent) = sending.join_next().await {
+                let (i, id) = sent.map_err(|e| self.send_error(&e))?;
+                chunks[i].ids.push(id.map_err(|e| self.send_error(&e))?);
+                chunks[i].sent = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    fn inputs(&self, c: &Chunk) -> String {
+        format!(
+            "the inputs from F({}) to F({})",
+            self.ns[c.range.start],
+            self.ns[c.range.end - 1]
+        )
+    }
+
+    async fn queue_len(&mut self) -> Result<u64, CliError> {
+        redis::cmd("LLEN")
+            .arg(&self.args.redis.queue)
+            .query_async(&mut self.broker)
+            .await
+            .map_err(|e| CliError::Runtime(format!("lost the broker: {e}")))
+    }
+}
+
+/// Sends the chunks in `order`, then polls their results, sends late ones again, and prints
+/// chunks in input order as they come.
+///
+/// A copy is late when a worker has been on it for `--timeout` seconds (it died, or the
+/// timeout is shorter than the chunk), or when it was never seen started while the workers
+/// made no progress for that long, or the queue has been empty for that long (a worker died
+/// between taking it and starting it, or none is running). A long queue that is moving is
+/// not lateness.
+async fn gather(
+    g: &mut Gather<'_>,
+    chunks: &mut [Chunk],
+    order: &[usize],
     bar: &ProgressBar,
-    conn: &mut redis::aio::MultiplexedConnection,
-) -> Result<(), CliError>
-where
-    S: Fn(&Chunk) -> F,
-    F: std::future::Future<Output = Result<String, CliError>>,
-{
-    let deadline = Duration::from_secs_f64(args.timeout);
+) -> Result<(), CliError> {
+    let deadline = Duration::from_secs_f64(g.args.timeout);
+    g.send_all(chunks, order).await?;
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut printed = 0usize;
-    let mut pause = Duration::from_millis(10);
-    // Chunks polled per round: the workers take them roughly in order, so the first few
-    // outstanding ones are where results appear.
+    let mut pause = Duration::from_millis(5);
+    let mut activity = Instant::now();
+    let mut empty_since: Option<Instant> = None;
+    // Chunks polled per round, in sending order, where results appear.
     const WINDOW: usize = 64;
     while printed < chunks.len() {
+        if g.queue_len().await? == 0 {
+            empty_since.get_or_insert_with(Instant::now);
+        } else {
+            empty_since = None;
+        }
+        let window: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| chunks[i].result.is_none() && !chunks[i].printed)
+            .take(WINDOW)
+            .collect();
+        let keys: Vec<String> = window
+            .iter()
+            .flat_map(|&i| {
+                chunks[i]
+                    .ids
+                    .iter()
+                    .map(|id| format!("celery-task-meta-{id}"))
+            })
+            .collect();
+        let metas: Vec<Option<String>> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut g.results)
+                .await
+                .map_err(|e| CliError::Runtime(format!("cannot read results: {e}")))?
+        };
+        let mut metas = metas.into_iter();
         let mut progress = false;
-        let mut polled = 0;
-        for c in chunks.iter_mut().skip(printed) {
-            if c.result.is_some() {
-                continue;
-            }
-            let late = c.sent.elapsed() > deadline;
-            if polled >= WINDOW && !late {
-                continue;
-            }
-            polled += 1;
-            for id in c.ids.clone() {
-                let meta = backend.get_task_meta(&id).await.map_err(|e| {
-                    CliError::Runtime(format!("cannot read results from the backend: {e}"))
-                })?;
-                let Some(meta) = meta else { continue };
+        for &i in &window {
+            let copies = chunks[i].ids.len();
+            let mut found: Option<Vec<String>> = None;
+            for (k, raw) in metas.by_ref().take(copies).enumerate() {
+                let Some(meta) = raw.and_then(|r| serde_json::from_str::<TaskMeta>(&r).ok()) else {
+                    continue;
+                };
                 match meta.status {
-                    TaskState::Success => {
+                    TaskState::Success if found.is_none() => {
                         let lines: Vec<String> = meta
                             .result
                             .and_then(|v| serde_json::from_value(v).ok())
                             .unwrap_or_default();
-                        let want = c.range.len();
-                        if lines.len() != want {
+                        if lines.len() != chunks[i].range.len() {
                             return Err(CliError::Runtime(format!(
-                                "a worker returned {} results for {want} inputs (task {id})",
-                                lines.len()
+                                "a worker returned {} results for {} inputs (task {})",
+                                lines.len(),
+                                chunks[i].range.len(),
+                                meta.task_id
                             )));
                         }
-                        c.result = Some(lines);
-                        bar.inc(1);
-                        progress = true;
-                        // Its other copies, if any, are no longer wanted.
-                        withdraw(conn, &args.redis.queue, &c.ids).await;
-                        break;
+                        found = Some(lines);
                     }
                     TaskState::Failure => {
                         let why = meta
@@ -896,60 +988,80 @@ where
                             .and_then(|m| m.as_str())
                             .unwrap_or("unknown error")
                             .to_string();
-                        let r = &c.range;
                         return Err(CliError::Runtime(format!(
-                            "a worker failed on the inputs from F({}) to F({}): {why}",
-                            ns[r.start],
-                            ns[r.end - 1]
+                            "a worker failed on {}: {why}",
+                            g.inputs(&chunks[i])
                         )));
+                    }
+                    // The latest copy only: an earlier one may be a dead worker's.
+                    TaskState::Started if k + 1 == copies && chunks[i].started.is_none() => {
+                        chunks[i].started = Some(Instant::now());
+                        activity = Instant::now();
                     }
                     _ => {}
                 }
             }
-            if c.result.is_none() && late {
-                let tries = c.ids.len() as u32;
-                let r = &c.range;
-                if tries > args.retries {
-                    return Err(CliError::Runtime(format!(
-                        "no result for the inputs from F({}) to F({}) after {tries} tries of \
-                         {} s each; is a `fibo worker` taking queue '{}' at {}?",
-                        ns[r.start],
-                        ns[r.end - 1],
-                        args.timeout,
-                        args.redis.queue,
-                        redact(&args.redis.broker)
-                    )));
-                }
-                bar.suspend(|| {
-                    eprintln!(
-                        "fibo: no result for the inputs from F({}) to F({}) in {} s; sending \
-                         them again (try {} of {})",
-                        ns[r.start],
-                        ns[r.end - 1],
-                        args.timeout,
-                        tries + 1,
-                        args.retries + 1
-                    );
-                });
-                let id = send(c).await?;
-                c.ids.push(id);
-                c.sent = Instant::now();
+            let c = &mut chunks[i];
+            if let Some(lines) = found {
+                c.result = Some(lines);
+                bar.inc(1);
+                progress = true;
+                activity = Instant::now();
+                // Its other copies, if any, are no longer wanted.
+                let queue = g.args.redis.queue.clone();
+                withdraw(&mut g.broker, &queue, &c.ids).await;
+                continue;
             }
+            let stalled = activity.elapsed() > deadline
+                || empty_since.is_some_and(|t| t.elapsed() > deadline);
+            let late = match c.started {
+                Some(t) => t.elapsed() > deadline,
+                None => c.sent.elapsed() > deadline && stalled,
+            };
+            if !late {
+                continue;
+            }
+            let tries = c.ids.len() as u32;
+            if tries > g.args.retries {
+                return Err(CliError::Runtime(format!(
+                    "no result for {} after {tries} tries of {} s each; is a `fibo worker` \
+                     taking queue '{}' at {}?",
+                    g.inputs(c),
+                    g.args.timeout,
+                    g.args.redis.queue,
+                    redact(&g.args.redis.broker)
+                )));
+            }
+            bar.suspend(|| {
+                eprintln!(
+                    "fibo: no result for {} in {} s; sending them again (try {} of {})",
+                    g.inputs(c),
+                    g.args.timeout,
+                    tries + 1,
+                    g.args.retries + 1
+                );
+            });
+            let id = g.send(c).await?;
+            c.ids.push(id);
+            c.sent = Instant::now();
+            c.started = None;
+            activity = Instant::now();
         }
-        // Print what is ready, in order, and let it go.
-        while let Some(lines) = chunks.get_mut(printed).and_then(|c| c.result.take()) {
+        // Print what is ready, in input order, and let it go.
+        while let Some(c) = chunks.get_mut(printed) {
+            let Some(lines) = c.result.take() else { break };
             let mut text = Vec::new();
             for (k, line) in lines.iter().enumerate() {
-                printer.line_for(&mut text, ns[chunks[printed].range.start + k], line);
+                g.printer.line_for(&mut text, g.ns[c.range.start + k], line);
             }
             out.write_all(&text).map_err(write_error)?;
-            chunks[printed].result = Some(Vec::new());
+            c.printed = true;
             printed += 1;
         }
         out.flush().map_err(write_error)?;
         if printed < chunks.len() {
             pause = if progress {
-                Duration::from_millis(10)
+                Duration::from_millis(5)
             } else {
                 (pause * 2).min(Duration::from_millis(200))
             };
