@@ -30,6 +30,19 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The process id of the Redis server on `port`, from `INFO server`.
+fn server_pid(port: u16) -> Option<u32> {
+    use std::io::{BufRead, BufReader};
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    conn.write_all(b"INFO server\r\n").ok()?;
+    BufReader::new(conn)
+        .lines()
+        .map_while(Result::ok)
+        .take(100)
+        .find_map(|l| l.strip_prefix("process_id:").map(|p| p.trim().parse().ok()))?
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -95,7 +108,8 @@ impl Redis {
             let mut proc = Proc { child, log };
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(5) {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Ours, not another test's server that got the same port first.
+                if server_pid(port) == Some(proc.child.id()) {
                     return Some(Redis {
                         port,
                         dir,
@@ -110,6 +124,31 @@ impl Redis {
             proc.kill();
         }
         panic!("redis-server did not start");
+    }
+
+    /// Stops the server and starts a new one on the same port.
+    fn restart(&mut self) {
+        self._server.kill();
+        let server = find_on_path("redis-server").unwrap();
+        let log = self.dir.path().join("redis-restarted.log");
+        let child = Command::new(server)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self._server = Proc { child, log };
+        let t = Instant::now();
+        while server_pid(self.port) != Some(self._server.child.id()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "redis did not restart"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Runs redis-cli against this server and returns its output.
@@ -250,24 +289,21 @@ fn submit_prints_what_fibo_prints_in_every_format() {
 #[test]
 fn two_workers_share_a_batch() {
     let Some(redis) = Redis::start() else { return };
-    // Sent before any worker runs, so both find a full queue when they start: 24 chunks of
-    // about 30 ms each on one thread.
+    // Both workers wait in BRPOP before anything is sent, and Redis serves blocked clients
+    // in turn: the first two of 24 chunks go one to each.
+    let a = redis.worker("a", &["-j", "1"]);
+    let b = redis.worker("b", &["-j", "1"]);
+    std::thread::sleep(Duration::from_millis(300));
     let ns: Vec<String> = (0..24)
         .map(|k| (5_000_000 + 100_000 * k).to_string())
         .collect();
     let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
-    let submit = redis
+    let out = redis
         .submit()
         .args(["--chunk", "1"])
         .args(&ns)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let a = redis.worker("a", &["-j", "1"]);
-    let b = redis.worker("b", &["-j", "1"]);
-    let out = submit.wait_with_output().unwrap();
     check_ok(&out, "submit");
     assert_eq!(out.stdout, plain(&ns));
     let (la, lb) = (a.log(), b.log());
@@ -319,7 +355,7 @@ fn a_worker_killed_mid_batch_loses_nothing() {
     let args = ["1e8", "10", "1000..1003"];
     let submit = redis
         .submit()
-        .args(["--chunk", "1", "--timeout", "2"])
+        .args(["--chunk", "1", "--timeout", "4"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -389,6 +425,72 @@ fn an_interrupted_submit_withdraws_its_tasks() {
 }
 
 #[test]
+fn a_worker_outlives_a_redis_restart() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let _w = redis.worker("w", &["-j", "2"]);
+    let args = ["10", "1000..1010", "1e6"];
+    let out = redis.submit().args(args).output().unwrap();
+    check_ok(&out, "before the restart");
+    redis.restart();
+    let out = redis.submit().args(args).output().unwrap();
+    check_ok(&out, "after the restart");
+    assert_eq!(out.stdout, plain(&args));
+}
+
+#[test]
+fn a_worker_stops_after_its_task_and_quits_on_a_second_signal() {
+    let Some(redis) = Redis::start() else { return };
+    let signal = |p: &Proc, sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &p.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    // One SIGTERM: the running task finishes, its result is delivered, the worker exits 0.
+    let mut a = redis.worker("a", &["-j", "1"]);
+    let submit = redis
+        .submit()
+        .args(["1e8"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&a, "n up to 100000000", Duration::from_secs(20));
+    signal(&a, "-TERM");
+    let status = a.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", a.log());
+    assert!(a.log().contains(" done in "), "{}", a.log());
+    let out = submit.wait_with_output().unwrap();
+    check_ok(&out, "submit");
+    assert_eq!(out.stdout, plain(&["1e8"]));
+    // Two: it quits at once, with the task unfinished.
+    let mut b = redis.worker("b", &["-j", "1"]);
+    let submit = redis
+        .submit()
+        .args(["--timeout", "60", "2e8"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut submit = Proc {
+        child: submit,
+        log: redis.dir.path().join("none"),
+    };
+    wait_for(&b, "n up to 200000000", Duration::from_secs(20));
+    signal(&b, "-TERM");
+    wait_for(&b, "again to quit now", Duration::from_secs(5));
+    signal(&b, "-TERM");
+    let status = b.child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{}", b.log());
+    assert!(!b.log().contains(" done in "), "{}", b.log());
+    submit.kill();
+}
+
+#[test]
 fn failures_come_back_as_one_clear_line() {
     let Some(redis) = Redis::start() else { return };
     let _w = redis.worker("w", &["--max-memory", "1M"]);
@@ -425,7 +527,8 @@ fn failures_come_back_as_one_clear_line() {
     );
     assert!(t.elapsed() < Duration::from_secs(10));
     // A good broker but an unreachable backend.
-    let closed = format!("redis://127.0.0.1:{}/1", free_port());
+    // Port 1: nothing listens there, and no test's server ever will.
+    let closed = "redis://127.0.0.1:1/1".to_string();
     let out = Command::new(fibo_path())
         .args([
             "submit",
@@ -445,7 +548,8 @@ fn failures_come_back_as_one_clear_line() {
 #[test]
 fn unreachable_or_bad_brokers_fail_fast() {
     // Needs no Redis: nothing listens on a port just freed.
-    let closed = format!("redis://127.0.0.1:{}/0", free_port());
+    // Port 1: nothing listens there, and no test's server ever will.
+    let closed = "redis://127.0.0.1:1/0".to_string();
     for args in [
         vec!["submit", "--broker", &closed, "10"],
         vec!["worker", "--broker", &closed],
@@ -493,7 +597,7 @@ def fib(n):
     return a
 
 def wait(r):
-    # The Rust worker stores results without a pub/sub notice: poll ready() before get().
+    # Polling ready() also works, for a client that prefers it to get()'s subscription.
     t = time.time()
     while not r.ready():
         if time.time() - t > 20:

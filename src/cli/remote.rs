@@ -292,9 +292,9 @@ struct Ctx {
     limit: u64,
     me: String,
     /// For the unacknowledged hash (never blocked: pops have their own connection).
-    conn: redis::aio::MultiplexedConnection,
+    conn: Conn,
     /// To the result backend's server, for publishing final states.
-    results: redis::aio::MultiplexedConnection,
+    results: Conn,
     queue: String,
 }
 
@@ -313,7 +313,7 @@ fn withdrawn_key(id: &str) -> String {
 
 /// Withdraws tasks (see [`withdrawn_key`]) and clears them from the unacknowledged hash,
 /// where a killed worker would have left them. Best effort: a failure only costs work.
-async fn withdraw(conn: &mut redis::aio::MultiplexedConnection, queue: &str, ids: &[String]) {
+async fn withdraw(conn: &mut Conn, queue: &str, ids: &[String]) {
     if ids.is_empty() {
         return;
     }
@@ -335,26 +335,38 @@ fn unacked_key(queue: &str) -> String {
     format!("_celery.{queue}_process_map")
 }
 
+/// A Redis connection that reconnects by itself after an error (a restarted server).
+type Conn = redis::aio::ConnectionManager;
+
 /// A connection of its own to the broker.
-async fn broker_connection(
-    url: &str,
-    timeout: Duration,
-) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+async fn broker_connection(url: &str, timeout: Duration) -> redis::RedisResult<Conn> {
     connection(url, timeout, POP_WAIT + timeout).await
 }
 
 /// A connection of its own to a Redis server, answers awaited for `response` at most.
-async fn connection(
-    url: &str,
-    timeout: Duration,
-    response: Duration,
-) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
+async fn connection(url: &str, timeout: Duration, response: Duration) -> redis::RedisResult<Conn> {
+    let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(timeout)
-        .set_response_timeout(response);
-    redis::Client::open(url)?
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
+        .set_response_timeout(response)
+        .set_number_of_retries(2);
+    redis::aio::ConnectionManager::new_with_config(redis::Client::open(url)?, config).await
+}
+
+/// Runs a command until it succeeds, for up to [`BROKER_GRACE`]: the connection reconnects
+/// between tries.
+async fn patiently<T: redis::FromRedisValue>(
+    conn: &Conn,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let started = Instant::now();
+    loop {
+        let mut c = conn.clone();
+        match cmd.query_async(&mut c).await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() > BROKER_GRACE => return Err(e),
+            Err(_) => tokio::time::sleep(POP_WAIT).await,
+        }
+    }
 }
 
 /// Takes messages off the queue while a slot is free, until SIGINT or SIGTERM; then lets the
@@ -379,12 +391,24 @@ async fn serve(
     let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
+    let me = ctx.me.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = sigint.recv() => {},
-            _ = sigterm.recv() => {},
+        for round in 0.. {
+            let code = tokio::select! {
+                _ = sigint.recv() => 130,
+                _ = sigterm.recv() => 143,
+            };
+            if round > 0 {
+                // Asked twice: quit now. The running tasks stay unacknowledged; `submit`
+                // sends them again.
+                eprintln!("fibo worker {me}: quitting now");
+                std::process::exit(code);
+            }
+            eprintln!(
+                "fibo worker {me}: stopping once the running tasks finish (again to quit now)"
+            );
+            flag.store(true, Ordering::SeqCst);
         }
-        flag.store(true, Ordering::SeqCst);
     });
     let lost = |e: &dyn std::fmt::Display| {
         CliError::Runtime(format!(
@@ -413,7 +437,8 @@ async fn serve(
         // Never cancelled once sent: a message popped here must not be dropped.
         let popped: redis::RedisResult<Option<(String, String)>> = redis::cmd("BRPOP")
             .arg(&ctx.queue)
-            .arg(POP_WAIT.as_secs_f64())
+            // Whole seconds: Redis before 6.0 refuses a fractional timeout.
+            .arg(POP_WAIT.as_secs())
             .query_async(&mut pop)
             .await;
         match popped {
@@ -422,12 +447,13 @@ async fn serve(
                 broker_down = None;
                 if stop.load(Ordering::SeqCst) {
                     // Back where it was, first in line for the next worker.
-                    let mut c = ctx.conn.clone();
-                    let _: redis::RedisResult<()> = redis::cmd("RPUSH")
-                        .arg(&ctx.queue)
-                        .arg(&raw)
-                        .query_async(&mut c)
-                        .await;
+                    let back = redis::cmd("RPUSH").arg(&ctx.queue).arg(&raw).clone();
+                    if let Err(e) = patiently::<()>(&ctx.conn, &back).await {
+                        eprintln!(
+                            "fibo worker {}: a task taken while stopping is lost: {e}",
+                            ctx.me
+                        );
+                    }
                     break;
                 }
                 let ctx = Arc::clone(&ctx);
@@ -443,9 +469,6 @@ async fn serve(
                 }
                 eprintln!("fibo worker {}: broker error, retrying: {e}", ctx.me);
                 tokio::time::sleep(POP_WAIT).await;
-                if let Ok(c) = broker_connection(broker, timeout).await {
-                    pop = c;
-                }
             }
         }
     }
@@ -473,37 +496,49 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
         }
     };
     let id = message.task_id().to_string();
-    let short = &id[..id.len().min(8)];
-    let mut conn = ctx.conn.clone();
-    let withdrawn: redis::RedisResult<bool> = redis::cmd("EXISTS")
-        .arg(withdrawn_key(&id))
-        .query_async(&mut conn)
-        .await;
-    if withdrawn.unwrap_or(false) {
+    let short = id.get(..8).unwrap_or(&id).to_string();
+    let withdrawn = redis::cmd("EXISTS").arg(withdrawn_key(&id)).clone();
+    if patiently::<bool>(&ctx.conn, &withdrawn)
+        .await
+        .unwrap_or(false)
+    {
         eprintln!(
             "fibo worker {}: task {short} withdrawn by its client, skipped",
             ctx.me
         );
         return;
     }
-    let _: redis::RedisResult<()> = redis::cmd("HSET")
+    let taken = redis::cmd("HSET")
         .arg(unacked_key(&ctx.queue))
         .arg(&id)
         .arg(&raw)
-        .query_async(&mut conn)
-        .await;
+        .clone();
+    let _ = patiently::<()>(&ctx.conn, &taken).await;
     if message.headers.task != TASK {
+        // A shared broker's default queue may carry other apps' tasks: give each app its
+        // own queue (--queue).
         let why = format!("this worker runs {TASK} only, not {}", message.headers.task);
-        eprintln!("fibo worker {}: task {short}: {why}", ctx.me);
-        store(ctx, failure_meta(&id, &why)).await;
-        ack(ctx, &id).await;
-        return;
+        return fail(ctx, &id, why).await;
     }
-    let raw = message.raw_body.clone();
-    let job = Request::<batch>::try_from_message(Arc::clone(&ctx.app), message)
-        .map_err(|_| bad_arguments(&raw))
-        .and_then(|r| {
-            let p = serde_json::to_value(&r.params).map_err(|e| e.to_string())?;
+    let body = message.raw_body.clone();
+    let request = match Request::<batch>::try_from_message(Arc::clone(&ctx.app), message) {
+        Ok(r) => r,
+        Err(_) => return fail(ctx, &id, bad_arguments(&body)).await,
+    };
+    if request.is_delayed() {
+        return fail(
+            ctx,
+            &id,
+            "a countdown or eta is not supported by fibo worker".into(),
+        )
+        .await;
+    }
+    if request.is_expired() {
+        return fail(ctx, &id, "the task expired before a worker took it".into()).await;
+    }
+    let job = serde_json::to_value(&request.params)
+        .map_err(|e| e.to_string())
+        .and_then(|p| {
             let ns = serde_json::from_value::<Vec<u64>>(p["ns"].clone())
                 .map_err(|e| format!("bad arguments: ns must be a list of integers >= 0: {e}"))?;
             let format = p["format"].as_str().map(str::to_string);
@@ -514,12 +549,7 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
         });
     let job = match job {
         Ok(j) => j,
-        Err(why) => {
-            eprintln!("fibo worker {}: task {short} failed: {why}", ctx.me);
-            store(ctx, failure_meta(&id, &why)).await;
-            ack(ctx, &id).await;
-            return;
-        }
+        Err(why) => return fail(ctx, &id, why).await,
     };
     let top = job.ns.iter().max().copied().unwrap_or(0);
     eprintln!(
@@ -536,27 +566,31 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
     let took = started.elapsed().as_secs_f64() * 1e3;
     let json = match outcome {
         Ok(lines) => {
-            eprintln!("fibo worker {}: task {short} done in {took:.1} ms", ctx.me);
-            success_json(&id, &lines)
+            success_json(&id, &lines).map_err(|e| format!("cannot encode the result: {e}"))
         }
-        Err(why) => {
-            eprintln!("fibo worker {}: task {short} failed: {why}", ctx.me);
-            serde_json::to_string(&failure_meta(&id, &why))
-        }
+        Err(why) => Err(why),
     };
-    // Acknowledged only once the result is stored (acks late): a worker that dies before
-    // leaves the task unacknowledged, and `submit` sends it again.
-    match json {
-        Ok(json) => store_final(ctx, &id, json).await,
-        Err(e) => {
-            store(
-                ctx,
-                failure_meta(&id, &format!("cannot encode the result: {e}")),
-            )
-            .await
-        }
+    let json = match json {
+        Ok(json) => json,
+        Err(why) => return fail(ctx, &id, why).await,
+    };
+    // Acknowledged only once the result is stored (acks late). A task whose result cannot be
+    // stored stays unacknowledged, as does the task of a worker that dies: nothing redelivers
+    // from that hash (neither celery-rs nor Celery's Redis transport does), so it is
+    // `submit`'s resending that recovers such a task; a Python client has to send it again.
+    if store_final(ctx, &id, json).await {
+        eprintln!("fibo worker {}: task {short} done in {took:.1} ms", ctx.me);
+        ack(ctx, &id).await;
     }
-    ack(ctx, &id).await;
+}
+
+/// Stores a task's failure, then acknowledges it.
+async fn fail(ctx: &Ctx, id: &str, why: String) {
+    let short = id.get(..8).unwrap_or(id);
+    eprintln!("fibo worker {}: task {short} failed: {why}", ctx.me);
+    if store(ctx, failure_meta(id, &why)).await {
+        ack(ctx, id).await;
+    }
 }
 
 /// Names the arguments a task could not be called with.
@@ -600,36 +634,41 @@ fn success_json(id: &str, lines: &[String]) -> serde_json::Result<String> {
     })
 }
 
-/// Stores a state; a final one goes through [`store_final`].
-async fn store(ctx: &Ctx, meta: TaskMeta) {
+/// Stores a state; a final one goes through [`store_final`]. Whether it was stored.
+async fn store(ctx: &Ctx, meta: TaskMeta) -> bool {
     if matches!(meta.status, TaskState::Success | TaskState::Failure) {
         match serde_json::to_string(&meta) {
             Ok(json) => store_final(ctx, &meta.task_id, json).await,
-            Err(e) => eprintln!("fibo worker {}: cannot encode a result: {e}", ctx.me),
+            Err(e) => {
+                eprintln!("fibo worker {}: cannot encode a result: {e}", ctx.me);
+                false
+            }
         }
     } else if let Err(e) = ctx.backend.store_task_meta(meta).await {
         eprintln!("fibo worker {}: cannot store a state: {e}", ctx.me);
+        false
+    } else {
+        true
     }
 }
 
 /// Stores a final state where celery-rs's backend keeps it (`celery-task-meta-ID`, expiring
 /// like Celery's results), then publishes it, as Python's Celery does, when a client is
 /// subscribed: a Python `get()` waits on that channel. One serialization serves both.
-async fn store_final(ctx: &Ctx, id: &str, json: String) {
+/// Whether it was stored (tried for up to [`BROKER_GRACE`]).
+async fn store_final(ctx: &Ctx, id: &str, json: String) -> bool {
     let key = format!("celery-task-meta-{id}");
-    let mut conn = ctx.results.clone();
-    let stored: redis::RedisResult<()> = redis::cmd("SET")
+    let set = redis::cmd("SET")
         .arg(&key)
         .arg(&json)
         .arg("EX")
         .arg(RESULT_TTL.as_secs())
-        .query_async(&mut conn)
-        .await;
-    if let Err(e) = stored {
+        .clone();
+    if let Err(e) = patiently::<()>(&ctx.results, &set).await {
         eprintln!("fibo worker {}: cannot store a result: {e}", ctx.me);
-        return;
+        return false;
     }
-    let payload = json;
+    let mut conn = ctx.results.clone();
     let listeners: redis::RedisResult<Vec<(String, u64)>> = redis::cmd("PUBSUB")
         .arg("NUMSUB")
         .arg(&key)
@@ -638,20 +677,19 @@ async fn store_final(ctx: &Ctx, id: &str, json: String) {
     if listeners.is_ok_and(|l| l.iter().any(|(_, n)| *n > 0)) {
         let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
             .arg(&key)
-            .arg(payload)
+            .arg(json)
             .query_async(&mut conn)
             .await;
     }
+    true
 }
 
 async fn ack(ctx: &Ctx, id: &str) {
-    let mut conn = ctx.conn.clone();
-    let done: redis::RedisResult<()> = redis::cmd("HDEL")
+    let done = redis::cmd("HDEL")
         .arg(unacked_key(&ctx.queue))
         .arg(id)
-        .query_async(&mut conn)
-        .await;
-    if let Err(e) = done {
+        .clone();
+    if let Err(e) = patiently::<()>(&ctx.conn, &done).await {
         eprintln!("fibo worker {}: cannot acknowledge a task: {e}", ctx.me);
     }
 }
@@ -837,8 +875,8 @@ struct Gather<'a> {
     last: Option<u32>,
     printer: Printer,
     /// To the broker (queue length, withdrawals) and to the backend (results).
-    broker: redis::aio::MultiplexedConnection,
-    results: redis::aio::MultiplexedConnection,
+    broker: Conn,
+    results: Conn,
 }
 
 impl Gather<'_> {
