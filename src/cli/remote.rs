@@ -56,7 +56,7 @@ const CHUNK_WORK_NS: f64 = 20e6;
 const BYTE_NS: f64 = 2.0;
 
 /// `submit` cuts chunks further so that none carries more than this many bytes of results.
-const CHUNK_BYTES: u64 = 64 << 20;
+const CHUNK_BYTES: u64 = 16 << 20;
 
 /// `fibo.batch(ns, format="value", last=None)`: the lines plain `fibo` prints for `ns`, in
 /// order, in value format: F(n) (`"value"`), its digit count (`"digits"`) or its last `last`
@@ -767,7 +767,15 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
         .iter()
         .map(|r| costs[r.clone()].iter().sum())
         .collect();
+    let chunk_bytes: Vec<u64> = ranges
+        .iter()
+        .map(|r| ns[r.clone()].iter().map(|&n| what.line_bytes(n)).sum())
+        .collect();
     runtime()?.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let signal_error = |e: io::Error| CliError::Runtime(format!("cannot watch signals: {e}"));
+        let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
         let backend_url = args.redis.backend_url();
         let timeout = Duration::from_secs(args.redis.connect_timeout);
         let (app, _) = connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
@@ -798,12 +806,16 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
             results: connection(backend_url, timeout, RESULT_WRITE_WAIT)
                 .await
                 .map_err(|e| reach("result backend", backend_url, e))?,
+            costs: chunk_costs,
+            bytes: chunk_bytes,
+            // 16 chunks of the largest size in flight, or a quarter of --max-memory if less.
+            budget: (limit / 4).clamp(32 << 20, 256 << 20),
         };
-        let order = schedule::largest_first(&chunk_costs);
         let bar = progress_bar(args, chunks.len() as u64);
         let result = tokio::select! {
-            r = gather(&mut g, &mut chunks, &order, &bar) => r,
-            _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
+            r = gather(&mut g, &mut chunks, &bar) => r,
+            _ = sigint.recv() => Err(CliError::Interrupted),
+            _ = sigterm.recv() => Err(CliError::Interrupted),
         };
         bar.finish_and_clear();
         // Withdraw what is still out, and leave no result behind in the backend (copies
@@ -816,6 +828,7 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
         withdraw(&mut g.broker, &args.redis.queue, &open).await;
         let keys: Vec<String> = chunks
             .iter()
+            .filter(|c| !c.printed)
             .flat_map(|c| c.ids.iter().map(|id| format!("celery-task-meta-{id}")))
             .collect();
         for batch in keys.chunks(1024) {
@@ -826,6 +839,37 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
         }
         result
     })
+}
+
+/// The message of a failed task: fibo's (`meta.exc_message`) or, as Python's Celery stores
+/// it, `result.exc_message` (a list of arguments or a string).
+fn failure_message(meta: &TaskMeta) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(a) => Some(
+            a.iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        _ => None,
+    };
+    meta.meta
+        .as_ref()
+        .and_then(|m| m.get("exc_message"))
+        .and_then(text)
+        .or_else(|| {
+            let r = meta.result.as_ref()?;
+            let kind = r
+                .get("exc_type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("error");
+            r.get("exc_message")
+                .and_then(text)
+                .map(|m| format!("{kind}: {m}"))
+                .or_else(|| text(r))
+        })
+        .unwrap_or_else(|| "unknown error".into())
 }
 
 /// Cuts any range whose results would pass [`CHUNK_BYTES`] into pieces under it (or single
@@ -877,6 +921,10 @@ struct Gather<'a> {
     /// To the broker (queue length, withdrawals) and to the backend (results).
     broker: Conn,
     results: Conn,
+    /// Each chunk's estimated work and result bytes, and the most result bytes out at once.
+    costs: Vec<f64>,
+    bytes: Vec<u64>,
+    budget: u64,
 }
 
 impl Gather<'_> {
@@ -932,11 +980,13 @@ impl Gather<'_> {
     }
 
     async fn queue_len(&mut self) -> Result<u64, CliError> {
-        redis::cmd("LLEN")
-            .arg(&self.args.redis.queue)
-            .query_async(&mut self.broker)
-            .await
-            .map_err(|e| CliError::Runtime(format!("lost the broker: {e}")))
+        let llen = redis::cmd("LLEN").arg(&self.args.redis.queue).clone();
+        patiently(&self.broker, &llen).await.map_err(|e| {
+            CliError::Runtime(format!(
+                "lost the broker at {}: {e}",
+                redact(&self.args.redis.broker)
+            ))
+        })
     }
 }
 
@@ -951,30 +1001,55 @@ impl Gather<'_> {
 async fn gather(
     g: &mut Gather<'_>,
     chunks: &mut [Chunk],
-    order: &[usize],
     bar: &ProgressBar,
 ) -> Result<(), CliError> {
     let deadline = Duration::from_secs_f64(g.args.timeout);
-    g.send_all(chunks, order).await?;
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut printed = 0usize;
     let mut pause = Duration::from_millis(5);
     let mut activity = Instant::now();
     let mut empty_since: Option<Instant> = None;
-    // Chunks polled per round, in sending order, where results appear.
+    // Chunks are sent in input order while their results fit in the budget (they are
+    // printed, and their keys deleted, in that order), so memory here and in Redis stays
+    // bounded whatever the batch. `open` holds the sent, unanswered ones in sending order.
+    let mut next = 0usize;
+    let mut in_flight = 0u64;
+    let mut open: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    // Chunks polled per round, in sending order, where results appear, and their bytes.
     const WINDOW: usize = 64;
+    const WINDOW_BYTES: u64 = 256 << 20;
+    const MAX_OPEN: usize = 4096;
     while printed < chunks.len() {
+        let mut batch = Vec::new();
+        while next < chunks.len()
+            && open.len() + batch.len() < MAX_OPEN
+            && (in_flight == 0 || in_flight + g.bytes[next] <= g.budget)
+        {
+            in_flight += g.bytes[next];
+            batch.push(next);
+            next += 1;
+        }
+        if !batch.is_empty() {
+            // The most expensive first: the workers take the queue in this order.
+            batch.sort_by(|&a, &b| g.costs[b].total_cmp(&g.costs[a]));
+            g.send_all(chunks, &batch).await?;
+            open.extend(batch);
+        }
         if g.queue_len().await? == 0 {
             empty_since.get_or_insert_with(Instant::now);
         } else {
             empty_since = None;
         }
-        let window: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| chunks[i].result.is_none() && !chunks[i].printed)
-            .take(WINDOW)
-            .collect();
+        open.retain(|&i| chunks[i].result.is_none());
+        let mut window: Vec<usize> = Vec::new();
+        let mut window_bytes = 0u64;
+        for &i in open.iter().take(WINDOW) {
+            if !window.is_empty() && window_bytes + g.bytes[i] > WINDOW_BYTES {
+                break;
+            }
+            window_bytes += g.bytes[i];
+            window.push(i);
+        }
         let keys: Vec<String> = window
             .iter()
             .flat_map(|&i| {
@@ -987,9 +1062,7 @@ async fn gather(
         let metas: Vec<Option<String>> = if keys.is_empty() {
             Vec::new()
         } else {
-            redis::cmd("MGET")
-                .arg(&keys)
-                .query_async(&mut g.results)
+            patiently(&g.results, redis::cmd("MGET").arg(&keys))
                 .await
                 .map_err(|e| CliError::Runtime(format!("cannot read results: {e}")))?
         };
@@ -997,7 +1070,7 @@ async fn gather(
         let mut progress = false;
         for &i in &window {
             let copies = chunks[i].ids.len();
-            let mut found: Option<Vec<String>> = None;
+            let mut found: Option<(usize, Vec<String>)> = None;
             for (k, raw) in metas.by_ref().take(copies).enumerate() {
                 let Some(meta) = raw.and_then(|r| serde_json::from_str::<TaskMeta>(&r).ok()) else {
                     continue;
@@ -1016,16 +1089,10 @@ async fn gather(
                                 meta.task_id
                             )));
                         }
-                        found = Some(lines);
+                        found = Some((k, lines));
                     }
                     TaskState::Failure => {
-                        let why = meta
-                            .meta
-                            .as_ref()
-                            .and_then(|m| m.get("exc_message"))
-                            .and_then(|m| m.as_str())
-                            .unwrap_or("unknown error")
-                            .to_string();
+                        let why = failure_message(&meta);
                         return Err(CliError::Runtime(format!(
                             "a worker failed on {}: {why}",
                             g.inputs(&chunks[i])
@@ -1040,14 +1107,20 @@ async fn gather(
                 }
             }
             let c = &mut chunks[i];
-            if let Some(lines) = found {
+            if let Some((winner, lines)) = found {
                 c.result = Some(lines);
                 bar.inc(1);
                 progress = true;
                 activity = Instant::now();
                 // Its other copies, if any, are no longer wanted.
-                let queue = g.args.redis.queue.clone();
-                withdraw(&mut g.broker, &queue, &c.ids).await;
+                if c.ids.len() > 1 {
+                    let others: Vec<String> = (0..c.ids.len())
+                        .filter(|&k| k != winner)
+                        .map(|k| c.ids[k].clone())
+                        .collect();
+                    let queue = g.args.redis.queue.clone();
+                    withdraw(&mut g.broker, &queue, &others).await;
+                }
                 continue;
             }
             let stalled = activity.elapsed() > deadline
@@ -1094,6 +1167,16 @@ async fn gather(
             }
             out.write_all(&text).map_err(write_error)?;
             c.printed = true;
+            in_flight -= g.bytes[printed];
+            let keys: Vec<String> = c
+                .ids
+                .iter()
+                .map(|id| format!("celery-task-meta-{id}"))
+                .collect();
+            let _: redis::RedisResult<()> = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut g.results)
+                .await;
             printed += 1;
         }
         out.flush().map_err(write_error)?;
@@ -1129,7 +1212,7 @@ mod tests {
 
     #[test]
     fn chunks_are_cut_to_a_byte_cap() {
-        // F(10^7) has 2.09 MB of digits: 40 of them pass 64 MiB, so the range is cut.
+        // F(10^7) has 2.09 MB of digits: 40 of them pass the cap, so the range is cut.
         let ns: Vec<u64> = (0..40).map(|k| 10_000_000 + k).collect();
         let whole = std::iter::once(0..40).collect::<Vec<_>>();
         let r = cap_bytes(whole.clone(), &ns, What::Value);
@@ -1148,6 +1231,26 @@ mod tests {
         }
         // Small results are left alone.
         assert_eq!(cap_bytes(whole.clone(), &ns, What::Digits), whole);
+    }
+
+    #[test]
+    fn failure_messages_are_read_from_fibo_and_from_python_workers() {
+        let fibo = failure_meta("a", "F(9) is too big");
+        assert_eq!(failure_message(&fibo), "F(9) is too big");
+        // As Python's Celery stores an exception.
+        let mut python = TaskMeta::failure("b", &TaskError::UnexpectedError(String::new()));
+        python.meta = None;
+        python.result = Some(serde_json::json!({
+            "exc_type": "ZeroDivisionError",
+            "exc_message": ["division by zero"],
+            "exc_module": "builtins",
+        }));
+        assert_eq!(
+            failure_message(&python),
+            "ZeroDivisionError: division by zero"
+        );
+        python.result = Some(serde_json::json!("boom"));
+        assert_eq!(failure_message(&python), "boom");
     }
 
     #[test]
