@@ -810,13 +810,25 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
             bytes: chunk_bytes,
             // 16 chunks of the largest size in flight, or a quarter of --max-memory if less.
             budget: (limit / 4).clamp(32 << 20, 256 << 20),
+            interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         let bar = progress_bar(args, chunks.len() as u64);
-        let result = tokio::select! {
-            r = gather(&mut g, &mut chunks, &bar) => r,
-            _ = sigint.recv() => Err(CliError::Interrupted),
-            _ = sigterm.recv() => Err(CliError::Interrupted),
-        };
+        // A signal is noted, not acted on mid-send: gather stops at its next round, so every
+        // copy already sent is known and can be withdrawn. A second one quits at once.
+        let stop = Arc::clone(&g.interrupted);
+        tokio::spawn(async move {
+            for round in 0.. {
+                let code = tokio::select! {
+                    _ = sigint.recv() => 130,
+                    _ = sigterm.recv() => 143,
+                };
+                if round > 0 {
+                    std::process::exit(code);
+                }
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let result = gather(&mut g, &mut chunks, &bar).await;
         bar.finish_and_clear();
         // Withdraw what is still out, and leave no result behind in the backend (copies
         // still running expire with the TTL).
@@ -925,6 +937,8 @@ struct Gather<'a> {
     costs: Vec<f64>,
     bytes: Vec<u64>,
     budget: u64,
+    /// Set by SIGINT or SIGTERM.
+    interrupted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Gather<'_> {
@@ -1020,6 +1034,9 @@ async fn gather(
     const WINDOW_BYTES: u64 = 256 << 20;
     const MAX_OPEN: usize = 4096;
     while printed < chunks.len() {
+        if g.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(CliError::Interrupted);
+        }
         let mut batch = Vec::new();
         while next < chunks.len()
             && open.len() + batch.len() < MAX_OPEN
