@@ -369,6 +369,33 @@ async fn patiently<T: redis::FromRedisValue>(
     }
 }
 
+/// Watches SIGINT and SIGTERM from now on: the first calls `on_first` and sets the returned
+/// flag; a second quits the process at once, with 130 or 143. Call inside the runtime.
+fn watch_signals(
+    on_first: impl Fn() + Send + 'static,
+) -> Result<Arc<std::sync::atomic::AtomicBool>, CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signal_error = |e: io::Error| CliError::Runtime(format!("cannot watch signals: {e}"));
+    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    tokio::spawn(async move {
+        for round in 0.. {
+            let code = tokio::select! {
+                _ = sigint.recv() => 130,
+                _ = sigterm.recv() => 143,
+            };
+            if round > 0 {
+                std::process::exit(code);
+            }
+            on_first();
+            set.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    Ok(flag)
+}
+
 /// Takes messages off the queue while a slot is free, until SIGINT or SIGTERM; then lets the
 /// running tasks finish.
 ///
@@ -383,33 +410,14 @@ async fn serve(
     broker: &str,
     timeout: Duration,
 ) -> Result<(), CliError> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use tokio::signal::unix::{SignalKind, signal};
+    use std::sync::atomic::Ordering;
 
-    let signal_error = |e: io::Error| CliError::Runtime(format!("cannot watch signals: {e}"));
-    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
     let me = ctx.me.clone();
-    tokio::spawn(async move {
-        for round in 0.. {
-            let code = tokio::select! {
-                _ = sigint.recv() => 130,
-                _ = sigterm.recv() => 143,
-            };
-            if round > 0 {
-                // Asked twice: quit now. The running tasks stay unacknowledged; `submit`
-                // sends them again.
-                eprintln!("fibo worker {me}: quitting now");
-                std::process::exit(code);
-            }
-            eprintln!(
-                "fibo worker {me}: stopping once the running tasks finish (again to quit now)"
-            );
-            flag.store(true, Ordering::SeqCst);
-        }
-    });
+    // Asked twice, it quits at once: the running tasks stay unacknowledged, and `submit`
+    // sends them again.
+    let stop = watch_signals(move || {
+        eprintln!("fibo worker {me}: stopping once the running tasks finish (again to quit now)");
+    })?;
     let lost = |e: &dyn std::fmt::Display| {
         CliError::Runtime(format!(
             "lost the broker at {} for {} s: {e}",
@@ -772,10 +780,7 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
         .map(|r| ns[r.clone()].iter().map(|&n| what.line_bytes(n)).sum())
         .collect();
     runtime()?.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let signal_error = |e: io::Error| CliError::Runtime(format!("cannot watch signals: {e}"));
-        let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
-        let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
+        let interrupted = watch_signals(|| {})?;
         let backend_url = args.redis.backend_url();
         let timeout = Duration::from_secs(args.redis.connect_timeout);
         let (app, _) = connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
@@ -810,24 +815,11 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
             bytes: chunk_bytes,
             // 16 chunks of the largest size in flight, or a quarter of --max-memory if less.
             budget: (limit / 4).clamp(32 << 20, 256 << 20),
-            interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            // A signal is noted, not acted on mid-send: gather stops at its next round, so
+            // every copy already sent is known and can be withdrawn.
+            interrupted,
         };
         let bar = progress_bar(args, chunks.len() as u64);
-        // A signal is noted, not acted on mid-send: gather stops at its next round, so every
-        // copy already sent is known and can be withdrawn. A second one quits at once.
-        let stop = Arc::clone(&g.interrupted);
-        tokio::spawn(async move {
-            for round in 0.. {
-                let code = tokio::select! {
-                    _ = sigint.recv() => 130,
-                    _ = sigterm.recv() => 143,
-                };
-                if round > 0 {
-                    std::process::exit(code);
-                }
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        });
         let result = gather(&mut g, &mut chunks, &bar).await;
         bar.finish_and_clear();
         // Withdraw what is still out, and leave no result behind in the backend (copies
