@@ -5,35 +5,17 @@
 //! timeouts, the same result whatever the number of workers, and no hang.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use parkit::crawl::{
     CrawlReport, Crawler, FetchErrorKind, Fetcher, LocalSite, Outcome, SitePlan, Url,
 };
 
+mod common;
+use common::watchdog;
+
 const PAGES: usize = 1000;
 const TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Runs `f` on a thread of its own and fails the test if it has not finished within `secs`
-/// seconds: a hung crawl shows up as a failure instead of a hung test run.
-fn watchdog<R: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    let runner = thread::spawn(move || {
-        let result = catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(());
-        result
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => match runner.join().expect("the runner catches panics") {
-            Ok(r) => r,
-            Err(payload) => std::panic::resume_unwind(payload),
-        },
-        Err(_) => panic!("hang? '{what}' did not finish within {secs} s"),
-    }
-}
 
 /// The test site: 1,000 pages, one in 50 slow (50-200 ms), and `/hang`.
 fn full_site() -> LocalSite {

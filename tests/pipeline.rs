@@ -3,37 +3,21 @@
 //! ordering window, and the report's counters.
 
 use std::collections::HashSet;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parkit::pipeline::{ErrorKind, Pipeline, PipelineError};
 use proptest::prelude::*;
 
+mod common;
+use common::watchdog;
+
 const MILLION: u64 = 1_000_000;
 /// Queue size for the million-item runs: cheap items want long bursts between thread wake-ups.
 const BIG_QUEUE: usize = 256;
-
-/// Runs `f` on a thread of its own and fails the test if it has not finished within `secs`
-/// seconds: a deadlock shows up as a failure instead of a hung test run.
-fn watchdog<R: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    let runner = thread::spawn(move || {
-        let result = catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(());
-        result
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => match runner.join().expect("the runner catches panics") {
-            Ok(r) => r,
-            Err(payload) => std::panic::resume_unwind(payload),
-        },
-        Err(_) => panic!("deadlock? '{what}' did not finish within {secs} s"),
-    }
-}
 
 /// A seed for this run (from `PARKIT_SEED` if set), printed so that a failure can be replayed.
 fn seed(test: &str) -> u64 {

@@ -8,7 +8,7 @@ use url::Url;
 
 use super::fetch::{FetchError, FetchErrorKind, Redirect};
 use super::json::Json;
-use crate::pipeline::stats::short;
+use crate::pipeline::stats::{short, write_table};
 use crate::pipeline::{Report, StageStats};
 
 /// What fetching a URL gave: an HTTP status, or no complete response.
@@ -513,25 +513,12 @@ impl fmt::Display for CrawlReport {
             writeln!(f, "  ... and {} more", self.redirects.len() - limit)?;
         }
         writeln!(f, "pipeline:")?;
-        writeln!(
-            f,
-            "  {:<10} {:>7} {:>8} {:>10} {:>11} {:>10} {:>10}",
-            "stage", "workers", "items", "busy", "busy/worker", "wait in", "wait out"
-        )?;
         let source = self.pipeline.source();
-        for s in std::iter::once(source).chain(self.pipeline.stages()) {
-            writeln!(
-                f,
-                "  {:<10} {:>7} {:>8} {:>10} {:>11} {:>10} {:>10}",
-                s.name,
-                s.workers,
-                s.items,
-                short(s.busy),
-                short(s.busy_per_worker()),
-                short(s.wait_input),
-                short(s.wait_output)
-            )?;
-        }
+        write_table(
+            f,
+            "  ",
+            std::iter::once(source).chain(self.pipeline.stages()),
+        )?;
         match self.bottleneck() {
             Some(b) => write!(
                 f,

@@ -14,20 +14,7 @@
 
 use super::nat::DecNat;
 use super::ntt::BufferScope;
-
-/// The largest n whose F(n) fits in a `u128`.
-const MAX_N: u64 = 186;
-
-const TABLE: [u128; MAX_N as usize + 1] = {
-    let mut t = [0u128; MAX_N as usize + 1];
-    t[1] = 1;
-    let mut i = 2;
-    while i <= MAX_N as usize {
-        t[i] = t[i - 1] + t[i - 2];
-        i += 1;
-    }
-    t
-};
+use crate::fib::{U128_MAX_N, fib_u128};
 
 /// The two squarings of a step run under `rayon::join` from this many limbs...
 const JOIN_MIN_LIMBS: usize = 128;
@@ -35,10 +22,6 @@ const JOIN_MIN_LIMBS: usize = 128;
 /// ...and up to this many: past it each squaring is parallel inside and running them one after
 /// the other halves the working memory.
 const JOIN_MAX_LIMBS: usize = 1 << 20;
-
-fn small(n: u64) -> Option<u128> {
-    TABLE.get(usize::try_from(n).ok()?).copied()
-}
 
 /// One doubling step: (F(k), F(k-1)) -> (F(2k), F(2k-1)), or -> (F(2k+1), F(2k)) when `odd`.
 fn step(a: DecNat, b: DecNat, k_is_odd: bool, odd: bool) -> (DecNat, DecNat) {
@@ -74,15 +57,15 @@ fn step(a: DecNat, b: DecNat, k_is_odd: bool, odd: bool) -> (DecNat, DecNat) {
 fn pair_below(n: u64, stop: u32) -> (DecNat, DecNat, u64) {
     let mut shift = 64 - n.leading_zeros();
     let mut k = 0u64;
-    while shift > stop && (k << 1 | (n >> (shift - 1)) & 1) <= MAX_N {
+    while shift > stop && (k << 1 | (n >> (shift - 1)) & 1) <= U128_MAX_N {
         shift -= 1;
         k = n >> shift;
     }
-    let fk = small(k).expect("k is within the table");
+    let fk = fib_u128(k).expect("k is within the table");
     let fkm1 = if k == 0 {
         1
     } else {
-        small(k - 1).expect("k-1 is within the table")
+        fib_u128(k - 1).expect("k-1 is within the table")
     };
     let (mut a, mut b) = (DecNat::from(fk), DecNat::from(fkm1));
     while shift > stop {
@@ -119,7 +102,7 @@ fn pair_below(n: u64, stop: u32) -> (DecNat, DecNat, u64) {
 /// ```
 #[must_use]
 pub fn fib(n: u64) -> DecNat {
-    if let Some(v) = small(n) {
+    if let Some(v) = fib_u128(n) {
         return DecNat::from(v);
     }
     let _buffers = BufferScope::new();
@@ -163,7 +146,7 @@ pub fn fib(n: u64) -> DecNat {
 #[must_use]
 pub fn fib_pair(n: u64) -> (DecNat, DecNat) {
     assert!(n < u64::MAX, "fib_pair: n + 1 overflows u64");
-    if let (Some(a), Some(b)) = (small(n), small(n + 1)) {
+    if let (Some(a), Some(b)) = (fib_u128(n), fib_u128(n + 1)) {
         return (DecNat::from(a), DecNat::from(b));
     }
     let _buffers = BufferScope::new();
@@ -176,18 +159,6 @@ pub fn fib_pair(n: u64) -> (DecNat, DecNat) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn table_is_the_recurrence() {
-        for n in 2..=MAX_N {
-            assert_eq!(
-                small(n),
-                Some(small(n - 1).unwrap() + small(n - 2).unwrap())
-            );
-        }
-        assert!(TABLE[186].checked_add(TABLE[185]).is_none());
-        assert_eq!(small(u64::MAX), None);
-    }
 
     #[test]
     fn doubling_matches_iteration_past_the_table() {

@@ -483,18 +483,23 @@ fn forward_pow2(ctx: &Ctx, a: &mut [u64]) {
         }
         fwd_levels(ctx, row, 1);
     };
-    if par {
-        row_pass(a, cols, row);
-    } else {
-        a.chunks_mut(cols).enumerate().for_each(row);
-    }
+    row_pass(a, cols, par, row);
 }
 
 /// The row pass of the four-step method, as data decomposition: rows in tasks of at least
 /// `2^PAR_MIN_LOG` points (`Granularity::MinLen`), so short rows are not one task each.
 /// (The column pass needs a gather buffer per task, so its tasks are the column groups
 /// themselves, each sized by [`COLUMN_BUFFER`].)
-fn row_pass(a: &mut [u64], cols: usize, row: impl Fn((usize, &mut [u64])) + Sync + Send) {
+fn row_pass(
+    a: &mut [u64],
+    cols: usize,
+    par: bool,
+    row: impl Fn((usize, &mut [u64])) + Sync + Send,
+) {
+    if !par {
+        a.chunks_mut(cols).enumerate().for_each(row);
+        return;
+    }
     let rows_per_task = ((1usize << PAR_MIN_LOG) / cols).max(1);
     a.par_chunks_mut(cols)
         .enumerate()
@@ -521,11 +526,7 @@ fn inverse_pow2(ctx: &Ctx, a: &mut [u64]) {
             twist(f, row, f.pow_mont(w, e));
         }
     };
-    if par {
-        row_pass(a, cols, row);
-    } else {
-        a.chunks_mut(cols).enumerate().for_each(row);
-    }
+    row_pass(a, cols, par, row);
     column_pass(a, cols, par, |buf, g| inv_levels(ctx, buf, g));
 }
 

@@ -247,7 +247,7 @@ impl Report {
             .unwrap_or(&self.source)
     }
 
-    fn rows(&self) -> impl Iterator<Item = &StageStats> {
+    fn rows(&self) -> impl Iterator<Item = &StageStats> + Clone {
         std::iter::once(&self.source)
             .chain(&self.stages)
             .chain(&self.sink)
@@ -268,32 +268,44 @@ pub(crate) fn short(d: Duration) -> String {
     }
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self
-            .rows()
-            .map(|s| s.name.chars().count())
-            .max()
-            .unwrap_or(0);
-        let width = width.max("stage".len());
+/// Writes one line per stage, each starting with `indent`, under a header: workers, items
+/// and times, the name column as wide as the longest name. Shared by [`Report`]'s `Display`
+/// and the crawler's report.
+pub(crate) fn write_table<'a>(
+    f: &mut fmt::Formatter<'_>,
+    indent: &str,
+    rows: impl Iterator<Item = &'a StageStats> + Clone,
+) -> fmt::Result {
+    let width = rows
+        .clone()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("stage".len());
+    writeln!(
+        f,
+        "{indent}{:<width$} {:>7} {:>10} {:>10} {:>11} {:>10} {:>10}",
+        "stage", "workers", "items", "busy", "busy/worker", "wait in", "wait out"
+    )?;
+    for s in rows {
         writeln!(
             f,
-            "{:<width$} {:>7} {:>10} {:>10} {:>11} {:>10} {:>10}",
-            "stage", "workers", "items", "busy", "busy/worker", "wait in", "wait out"
+            "{indent}{:<width$} {:>7} {:>10} {:>10} {:>11} {:>10} {:>10}",
+            s.name,
+            s.workers,
+            s.items,
+            short(s.busy),
+            short(s.busy_per_worker()),
+            short(s.wait_input),
+            short(s.wait_output),
         )?;
-        for s in self.rows() {
-            writeln!(
-                f,
-                "{:<width$} {:>7} {:>10} {:>10} {:>11} {:>10} {:>10}",
-                s.name,
-                s.workers,
-                s.items,
-                short(s.busy),
-                short(s.busy_per_worker()),
-                short(s.wait_input),
-                short(s.wait_output),
-            )?;
-        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_table(f, "", self.rows())?;
         write!(
             f,
             "{} items in {}; bottleneck: {}",
