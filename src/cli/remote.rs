@@ -1,23 +1,28 @@
 //! The Celery side of `fibo worker` and `fibo submit` (feature `distributed`).
 //!
-//! Messages, the Redis broker and the Redis result backend are celery-rs's, so Python's Celery
-//! interoperates both ways. The worker loop is ours: celery-rs 0.6.3's `Celery::consume` stalls
-//! for good once its Redis consumer reaches the prefetch limit (the stream answers `Pending`
-//! without keeping a waker, and the task's "finished" event, which re-polls it, is sent before
-//! the ack that frees the slot; seen here with prefetch 1 after one task and prefetch 2 after
-//! two). Our loop asks the stream for a delivery only when a slot is free, so the stream's own
-//! limit is off (0) and nothing is pulled off the queue that this worker cannot start at once:
-//! the rest stays for the other workers.
+//! celery-rs gives the task definition, the Celery messages (built by `send_task`, read by
+//! its `Delivery` and `Request`) and the result layout (`TaskMeta` under
+//! `celery-task-meta-ID`), so Python's Celery interoperates both ways. The Redis traffic
+//! around them is ours, on reconnecting connections:
 //!
-//! Its Redis broker does not put a task back when a worker dies (the task stays in a
-//! `_celery.QUEUE_process_map` hash), so `submit` sends again a chunk whose result does not come
-//! back in time; tasks are pure functions of their arguments, so a late duplicate is harmless.
+//! - The worker pops with BRPOP (see [`serve`]). celery-rs 0.6.3's `Celery::consume` stalls
+//!   for good once its Redis consumer reaches the prefetch limit: the stream answers
+//!   `Pending` without keeping a waker, and the task's "finished" event, which re-polls it,
+//!   is sent before the ack that frees the slot. That was seen here with prefetch 1 after one
+//!   task and prefetch 2 after two. It also sleeps a second whenever the queue is empty.
+//! - States are stored with one SET each, and final ones are published to a subscribed
+//!   client as Python's Celery does. celery-rs's backend does not publish, and a Python
+//!   `get()` waits for that.
+//!
+//! Nothing puts a task back when a worker dies; it stays in the `_celery.QUEUE_process_map`
+//! hash. So `submit` sends again a chunk whose worker stalls. Tasks are pure functions of
+//! their arguments, so a late duplicate is harmless.
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use celery::backend::{RedisBackend, ResultBackend, TaskMeta, TaskState};
+use celery::backend::{TaskMeta, TaskState};
 use celery::prelude::*;
 use celery::protocol::TryDeserializeMessage as _;
 use celery::task::Request;
@@ -124,17 +129,18 @@ impl Job {
                 ));
             }
         }
-        if self.bytes() > MAX_RESULT_BYTES {
+        let bytes = self.bytes();
+        if bytes > MAX_RESULT_BYTES {
             return Err(format!(
                 "{} inputs make about {} of results, more than one Redis value holds ({}); \
                  send smaller chunks",
                 self.ns.len(),
-                memory::human(self.bytes()),
+                memory::human(bytes),
                 memory::human(MAX_RESULT_BYTES)
             ));
         }
         // The lines, the strings and their JSON are held at once.
-        let need = self.bytes().saturating_mul(3);
+        let need = bytes.saturating_mul(3);
         if need > limit {
             return Err(format!(
                 "{} inputs make about {} of results, over this worker's memory limit of {}; \
@@ -180,22 +186,42 @@ fn init_logging() {
         .try_init();
 }
 
-/// The app (broker) and the result backend, both checked with a round trip.
+/// The Celery app (messages, sending) and connections of our own to the broker and to the
+/// result backend's server. Opening a connection is the reachability check.
+struct Links {
+    app: Arc<Celery>,
+    broker: Conn,
+    results: Conn,
+}
+
 async fn connect(
     broker: &str,
     backend: &str,
     queue: &str,
     timeout: Duration,
-) -> Result<(Arc<Celery>, Arc<dyn ResultBackend>), CliError> {
+) -> Result<Links, CliError> {
     let unreachable = |what: &str, url: &str, e: &dyn std::fmt::Display| {
         CliError::Runtime(format!("cannot reach the {what} at {}: {e}", redact(url)))
     };
-    let result_backend = RedisBackend::new(backend)
-        .map_err(|e| CliError::Usage(format!("bad backend URL {}: {e}", redact(backend))))?
-        .with_result_ttl(RESULT_TTL);
+    let open = |url: &str, response: Duration| {
+        let url = url.to_string();
+        async move {
+            match tokio::time::timeout(timeout, connection(&url, timeout, response)).await {
+                Ok(Ok(c)) => Ok(c),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer in time".to_string()),
+            }
+        }
+    };
+    let broker_conn = open(broker, POP_WAIT + timeout)
+        .await
+        .map_err(|e| unreachable("broker", broker, &e))?;
+    // Results can be hundreds of MB: their writes get minutes, not seconds.
+    let results = open(backend, RESULT_WRITE_WAIT)
+        .await
+        .map_err(|e| unreachable("result backend", backend, &e))?;
     let app = CeleryBuilder::new("fibo", broker)
         .default_queue(queue)
-        .result_backend(result_backend)
         .broker_connection_timeout(timeout.as_secs().clamp(1, 3600) as u32)
         .broker_connection_max_retries(1)
         .build();
@@ -204,19 +230,11 @@ async fn connect(
         Ok(Err(e)) => return Err(unreachable("broker", broker, &e)),
         Err(_) => return Err(unreachable("broker", broker, &"no answer in time")),
     };
-    // Building connects nothing yet: a PING does.
-    match tokio::time::timeout(timeout, app.broker.reconnect(timeout.as_secs() as u32)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(unreachable("broker", broker, &e)),
-        Err(_) => return Err(unreachable("broker", broker, &"no answer in time")),
-    }
-    let backend_handle = app.result_backend().expect("configured above");
-    match tokio::time::timeout(timeout, backend_handle.get_task_meta("fibo-ping")).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(unreachable("result backend", backend, &e)),
-        Err(_) => return Err(unreachable("result backend", backend, &"no answer in time")),
-    }
-    Ok((app, backend_handle))
+    Ok(Links {
+        app,
+        broker: broker_conn,
+        results,
+    })
 }
 
 /// A failure that Python's Celery turns back into `ValueError(message)`.
@@ -243,8 +261,11 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
     runtime()?.block_on(async {
         let backend_url = args.redis.backend_url();
         let timeout = Duration::from_secs(args.redis.connect_timeout);
-        let (app, backend) =
-            connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
+        let Links {
+            app,
+            broker: conn,
+            results,
+        } = connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
         let me = format!("{}:{}", app.hostname, std::process::id());
         eprintln!(
             "fibo worker {me}: taking {TASK} from queue '{}' at {} (results to {}), {} threads",
@@ -253,27 +274,9 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
             redact(backend_url),
             engine.threads()
         );
-        let conn = broker_connection(&args.redis.broker, timeout)
-            .await
-            .map_err(|e| {
-                CliError::Runtime(format!(
-                    "cannot reach the broker at {}: {e}",
-                    redact(&args.redis.broker)
-                ))
-            })?;
-        // Results can be hundreds of MB: their writes get minutes, not seconds.
-        let results = connection(backend_url, timeout, RESULT_WRITE_WAIT)
-            .await
-            .map_err(|e| {
-                CliError::Runtime(format!(
-                    "cannot reach the result backend at {}: {e}",
-                    redact(backend_url)
-                ))
-            })?;
         let ctx = Arc::new(Ctx {
             results,
             app,
-            backend,
             engine,
             limit,
             me,
@@ -287,13 +290,12 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
 /// What every task of a worker shares.
 struct Ctx {
     app: Arc<Celery>,
-    backend: Arc<dyn ResultBackend>,
     engine: Arc<Fibonacci>,
     limit: u64,
     me: String,
     /// For the unacknowledged hash (never blocked: pops have their own connection).
     conn: Conn,
-    /// To the result backend's server, for publishing final states.
+    /// To the result backend's server: states, results and their publishing.
     results: Conn,
     queue: String,
 }
@@ -348,7 +350,8 @@ async fn connection(url: &str, timeout: Duration, response: Duration) -> redis::
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(timeout)
         .set_response_timeout(response)
-        .set_number_of_retries(2);
+        // One try per (re)connection: callers retry (`patiently`) or fail fast at start.
+        .set_number_of_retries(0);
     redis::aio::ConnectionManager::new_with_config(redis::Client::open(url)?, config).await
 }
 
@@ -586,7 +589,7 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
     // stored stays unacknowledged, as does the task of a worker that dies: nothing redelivers
     // from that hash (neither celery-rs nor Celery's Redis transport does), so it is
     // `submit`'s resending that recovers such a task; a Python client has to send it again.
-    if store_final(ctx, &id, json).await {
+    if store_json(ctx, &id, json, true).await {
         eprintln!("fibo worker {}: task {short} done in {took:.1} ms", ctx.me);
         ack(ctx, &id).await;
     }
@@ -642,29 +645,24 @@ fn success_json(id: &str, lines: &[String]) -> serde_json::Result<String> {
     })
 }
 
-/// Stores a state; a final one goes through [`store_final`]. Whether it was stored.
+/// Stores a state ([`store_json`]); whether it was stored.
 async fn store(ctx: &Ctx, meta: TaskMeta) -> bool {
-    if matches!(meta.status, TaskState::Success | TaskState::Failure) {
-        match serde_json::to_string(&meta) {
-            Ok(json) => store_final(ctx, &meta.task_id, json).await,
-            Err(e) => {
-                eprintln!("fibo worker {}: cannot encode a result: {e}", ctx.me);
-                false
-            }
+    let last = matches!(meta.status, TaskState::Success | TaskState::Failure);
+    match serde_json::to_string(&meta) {
+        Ok(json) => store_json(ctx, &meta.task_id, json, last).await,
+        Err(e) => {
+            eprintln!("fibo worker {}: cannot encode a result: {e}", ctx.me);
+            false
         }
-    } else if let Err(e) = ctx.backend.store_task_meta(meta).await {
-        eprintln!("fibo worker {}: cannot store a state: {e}", ctx.me);
-        false
-    } else {
-        true
     }
 }
 
-/// Stores a final state where celery-rs's backend keeps it (`celery-task-meta-ID`, expiring
-/// like Celery's results), then publishes it, as Python's Celery does, when a client is
-/// subscribed: a Python `get()` waits on that channel. One serialization serves both.
-/// Whether it was stored (tried for up to [`BROKER_GRACE`]).
-async fn store_final(ctx: &Ctx, id: &str, json: String) -> bool {
+/// Stores a task's state, in celery-rs's `TaskMeta` layout, where its Redis backend and
+/// Python's Celery read it (`celery-task-meta-ID`, expiring like Celery's results). A final
+/// state (`last`) is then published, as Python's Celery does, when a client is subscribed: a
+/// Python `get()` waits on that channel. One serialization serves both. Whether it was
+/// stored (tried for up to [`BROKER_GRACE`]).
+async fn store_json(ctx: &Ctx, id: &str, json: String, last: bool) -> bool {
     let key = format!("celery-task-meta-{id}");
     let set = redis::cmd("SET")
         .arg(&key)
@@ -675,6 +673,9 @@ async fn store_final(ctx: &Ctx, id: &str, json: String) -> bool {
     if let Err(e) = patiently::<()>(&ctx.results, &set).await {
         eprintln!("fibo worker {}: cannot store a result: {e}", ctx.me);
         return false;
+    }
+    if !last {
+        return true;
     }
     let mut conn = ctx.results.clone();
     let listeners: redis::RedisResult<Vec<(String, u64)>> = redis::cmd("PUBSUB")
@@ -762,28 +763,33 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
     };
     // Writing, encoding and carrying the digits costs more than the additions between close
     // values.
-    for (c, &n) in costs.iter_mut().zip(&ns) {
-        *c += what.line_bytes(n) as f64 * BYTE_NS;
+    let bytes: Vec<u64> = ns.iter().map(|&n| what.line_bytes(n)).collect();
+    for (c, &b) in costs.iter_mut().zip(&bytes) {
+        *c += b as f64 * BYTE_NS;
     }
     let parts = match args.chunk {
         Some(n) => ns.len().div_ceil(n as usize),
         // Enough work per task to pay for its trip through Redis (about a millisecond).
         None => ((costs.iter().sum::<f64>() / CHUNK_WORK_NS).ceil() as usize).clamp(1, ns.len()),
     };
-    let ranges = cap_bytes(schedule::split_contiguous(&costs, parts), &ns, what);
+    let ranges = cap_bytes(schedule::split_contiguous(&costs, parts), &bytes);
     let chunk_costs: Vec<f64> = ranges
         .iter()
         .map(|r| costs[r.clone()].iter().sum())
         .collect();
     let chunk_bytes: Vec<u64> = ranges
         .iter()
-        .map(|r| ns[r.clone()].iter().map(|&n| what.line_bytes(n)).sum())
+        .map(|r| bytes[r.clone()].iter().sum())
         .collect();
     runtime()?.block_on(async {
         let interrupted = watch_signals(|| {})?;
         let backend_url = args.redis.backend_url();
         let timeout = Duration::from_secs(args.redis.connect_timeout);
-        let (app, _) = connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
+        let Links {
+            app,
+            broker,
+            results,
+        } = connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
         let mut chunks: Vec<Chunk> = ranges
             .into_iter()
             .map(|range| Chunk {
@@ -795,9 +801,6 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
                 printed: false,
             })
             .collect();
-        let reach = |what: &str, url: &str, e: redis::RedisError| {
-            CliError::Runtime(format!("cannot reach the {what} at {}: {e}", redact(url)))
-        };
         let mut g = Gather {
             args,
             app,
@@ -805,12 +808,8 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
             format,
             last,
             printer,
-            broker: broker_connection(&args.redis.broker, timeout)
-                .await
-                .map_err(|e| reach("broker", &args.redis.broker, e))?,
-            results: connection(backend_url, timeout, RESULT_WRITE_WAIT)
-                .await
-                .map_err(|e| reach("result backend", backend_url, e))?,
+            broker,
+            results,
             costs: chunk_costs,
             bytes: chunk_bytes,
             // 16 chunks of the largest size in flight, or a quarter of --max-memory if less.
@@ -878,23 +877,18 @@ fn failure_message(meta: &TaskMeta) -> String {
 
 /// Cuts any range whose results would pass [`CHUNK_BYTES`] into pieces under it (or single
 /// inputs), so no task's result outgrows what Redis and the worker's memory hold.
-fn cap_bytes(
-    ranges: Vec<std::ops::Range<usize>>,
-    ns: &[u64],
-    what: What,
-) -> Vec<std::ops::Range<usize>> {
+fn cap_bytes(ranges: Vec<std::ops::Range<usize>>, bytes: &[u64]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::with_capacity(ranges.len());
     for r in ranges {
         let mut start = r.start;
-        let mut bytes = 0u64;
+        let mut held = 0u64;
         for i in r.clone() {
-            let b = what.line_bytes(ns[i]);
-            if i > start && bytes + b > CHUNK_BYTES {
+            if i > start && held + bytes[i] > CHUNK_BYTES {
                 out.push(start..i);
                 start = i;
-                bytes = 0;
+                held = 0;
             }
-            bytes += b;
+            held += bytes[i];
         }
         out.push(start..r.end);
     }
@@ -1224,7 +1218,8 @@ mod tests {
         // F(10^7) has 2.09 MB of digits: 40 of them pass the cap, so the range is cut.
         let ns: Vec<u64> = (0..40).map(|k| 10_000_000 + k).collect();
         let whole = std::iter::once(0..40).collect::<Vec<_>>();
-        let r = cap_bytes(whole.clone(), &ns, What::Value);
+        let bytes_of = |what: What| ns.iter().map(|&n| what.line_bytes(n)).collect::<Vec<_>>();
+        let r = cap_bytes(whole.clone(), &bytes_of(What::Value));
         assert!(r.len() >= 2, "{r:?}");
         assert_eq!(r[0].start, 0);
         assert_eq!(r[r.len() - 1].end, 40);
@@ -1239,7 +1234,7 @@ mod tests {
             assert!(bytes <= CHUNK_BYTES, "{p:?}: {bytes}");
         }
         // Small results are left alone.
-        assert_eq!(cap_bytes(whole.clone(), &ns, What::Digits), whole);
+        assert_eq!(cap_bytes(whole.clone(), &bytes_of(What::Digits)), whole);
     }
 
     #[test]
