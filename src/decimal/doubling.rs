@@ -53,8 +53,9 @@ fn step(a: DecNat, b: DecNat, k_is_odd: bool, odd: bool) -> (DecNat, DecNat) {
     }
 }
 
-/// (F(k), F(k-1), k) for `k = n >> stop`, doubled up from the `u128` table.
-fn pair_below(n: u64, stop: u32) -> (DecNat, DecNat, u64) {
+/// (F(k), F(k-1), k) for `k = n >> stop`, doubled up from the `u128` table; `None` as soon as
+/// `cancelled()` says so between two steps.
+fn pair_below(n: u64, stop: u32, cancelled: &dyn Fn() -> bool) -> Option<(DecNat, DecNat, u64)> {
     let mut shift = 64 - n.leading_zeros();
     let mut k = 0u64;
     while shift > stop && (k << 1 | (n >> (shift - 1)) & 1) <= U128_MAX_N {
@@ -69,12 +70,15 @@ fn pair_below(n: u64, stop: u32) -> (DecNat, DecNat, u64) {
     };
     let (mut a, mut b) = (DecNat::from(fk), DecNat::from(fkm1));
     while shift > stop {
+        if cancelled() {
+            return None;
+        }
         shift -= 1;
         let bit = (n >> shift) & 1 == 1;
         (a, b) = step(a, b, k & 1 == 1, bit);
         k = k << 1 | u64::from(bit);
     }
-    (a, b, k)
+    Some((a, b, k))
 }
 
 /// F(n), exactly, in base 10^19.
@@ -106,7 +110,7 @@ pub fn fib(n: u64) -> DecNat {
         return DecNat::from(v);
     }
     let _buffers = BufferScope::new();
-    let (a, b, k) = pair_below(n, 1);
+    let (a, b, k) = pair_below(n, 1, &|| false).expect("never cancelled");
     debug_assert_eq!(k, n >> 1);
     if n & 1 == 0 {
         // F(2k) = F(k) (F(k) + 2 F(k-1))
@@ -145,15 +149,38 @@ pub fn fib(n: u64) -> DecNat {
 /// Panics if `n` is `u64::MAX` (F(n+1) has no index), as well as on memory exhaustion.
 #[must_use]
 pub fn fib_pair(n: u64) -> (DecNat, DecNat) {
+    fib_pair_until(n, &|| false).expect("never cancelled")
+}
+
+/// The pair (F(n), F(n+1)) as [`fib_pair`] computes it, or `None` when `cancelled()` returns
+/// `true`: it is asked between two doubling steps, so a computation stops within one step
+/// (the last and largest takes about half of the whole time).
+///
+/// # Examples
+///
+/// ```
+/// use parkit::decimal::{fib_pair, fib_pair_until};
+///
+/// assert_eq!(fib_pair_until(5000, &|| false), Some(fib_pair(5000)));
+/// assert_eq!(fib_pair_until(5000, &|| true), None);
+/// // Small n are a table look-up, with no step to stop between.
+/// assert_eq!(fib_pair_until(10, &|| true), Some(fib_pair(10)));
+/// ```
+///
+/// # Panics
+///
+/// As [`fib_pair`]: if `n` is `u64::MAX`, and on memory exhaustion.
+#[must_use]
+pub fn fib_pair_until(n: u64, cancelled: &dyn Fn() -> bool) -> Option<(DecNat, DecNat)> {
     assert!(n < u64::MAX, "fib_pair: n + 1 overflows u64");
     if let (Some(a), Some(b)) = (fib_u128(n), fib_u128(n + 1)) {
-        return (DecNat::from(a), DecNat::from(b));
+        return Some((DecNat::from(a), DecNat::from(b)));
     }
     let _buffers = BufferScope::new();
-    let (a, b, k) = pair_below(n, 0);
+    let (a, b, k) = pair_below(n, 0, cancelled)?;
     debug_assert_eq!(k, n);
     let next = &a + &b;
-    (a, next)
+    Some((a, next))
 }
 
 #[cfg(test)]

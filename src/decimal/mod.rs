@@ -83,6 +83,6 @@ mod text;
 #[cfg(test)]
 mod tests;
 
-pub use doubling::{fib, fib_pair};
+pub use doubling::{fib, fib_pair, fib_pair_until};
 pub use mul::MulAlgorithm;
 pub use nat::{DecNat, ParseDecNatError};

@@ -221,6 +221,29 @@ impl DecNat {
         DecNat::from_vec(mul::square(&self.limbs, alg))
     }
 
+    /// Appends part of the decimal text to `out`: the limbs at positions `limbs` counted from
+    /// the most significant (position 0 is the top limb, written without leading zeros; every
+    /// other limb is 19 digits). Positions past the last limb are ignored. Consecutive ranges
+    /// concatenate to the whole text, so a big number can be streamed in pieces of bounded
+    /// size, on any thread (this never enters a rayon pool).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::decimal::fib;
+    ///
+    /// let v = fib(1000);
+    /// let n = v.limbs().len();
+    /// let mut text = Vec::new();
+    /// for start in (0..n).step_by(2) {
+    ///     v.write_text_range(start..start + 2, &mut text);
+    /// }
+    /// assert_eq!(text, v.to_string().as_bytes());
+    /// ```
+    pub fn write_text_range(&self, limbs: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        text::write_range(&self.limbs, limbs, out);
+    }
+
     /// Writes the decimal text to `w`, with no intermediate `String`: the top limb unpadded,
     /// every other limb as 19 digits, converted in blocks (in parallel on the current rayon pool
     /// for big numbers) and written block by block.

@@ -95,6 +95,28 @@ pub(crate) fn for_each_piece<E>(
     Ok(())
 }
 
+/// Appends the text of the limbs at positions `range` counted from the most significant (the
+/// top limb unpadded, every other one as 19 digits), on this thread.
+pub(crate) fn write_range(limbs: &[u64], range: std::ops::Range<usize>, out: &mut Vec<u8>) {
+    let len = limbs.len();
+    if len == 0 {
+        if range.start == 0 && range.end > 0 {
+            out.push(b'0');
+        }
+        return;
+    }
+    let mut buf = [0u8; DIGITS];
+    for pos in range.start..range.end.min(len) {
+        let x = limbs[len - 1 - pos];
+        if pos == 0 {
+            out.extend_from_slice(top_digits(x, &mut buf));
+        } else {
+            limb_digits(x, &mut buf);
+            out.extend_from_slice(&buf);
+        }
+    }
+}
+
 /// Writes the decimal text of `limbs` (normalized) to `w`.
 pub(crate) fn write_to<W: io::Write + ?Sized>(limbs: &[u64], w: &mut W) -> io::Result<()> {
     for_each_piece(limbs, |piece| w.write_all(piece))

@@ -80,6 +80,27 @@ struct Planner<R: Repr> {
     cache: MemoCache<u64, Pair<R>>,
 }
 
+/// A computation stopped by its caller (see [`Fibonacci::try_decimal_pair`]).
+///
+/// # Examples
+///
+/// ```
+/// use parkit::fib::Cancelled;
+///
+/// assert_eq!(Cancelled.to_string(), "the computation was cancelled");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the computation was cancelled")]
+pub struct Cancelled;
+
+/// A pair (F(n), F(n+1)) in base 10^19, shared with the engine's cache (no copy is made).
+pub type DecimalPair = Arc<(DecNat, DecNat)>;
+
+/// Below this n, [`Fibonacci::try_decimal_pair`] computes on the caller's thread: the work
+/// (tens of microseconds) costs less than a trip through the pool, and it must not wait in the
+/// pool's queue behind a heavy computation.
+const INLINE_MAX_N: u64 = 30_000;
+
 /// Default memory budget of the engine's cache: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
@@ -485,6 +506,92 @@ impl Fibonacci {
     }
 }
 
+impl Fibonacci {
+    /// The pair (F(n), F(n+1)) in base 10^19 if the cache holds it, counting a hit; `None`
+    /// (counting nothing) otherwise. Never computes, never enters the pool: a server answers
+    /// cached values with this on any thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::fib::Fibonacci;
+    ///
+    /// let engine = Fibonacci::builder().threads(1).build()?;
+    /// assert!(engine.cached_decimal_pair(100_000).is_none());
+    /// let _ = engine.get_decimal(100_000);
+    /// let pair = engine.cached_decimal_pair(100_000).expect("cached by get_decimal");
+    /// assert_eq!(pair.0, engine.get_decimal(100_000));
+    /// # Ok::<(), parkit::fib::BuildError>(())
+    /// ```
+    ///
+    /// Locking behaviour: a cache shard guard and the key's slot mutex, briefly. Never waits on
+    /// a computation.
+    #[must_use]
+    pub fn cached_decimal_pair(&self, n: u64) -> Option<DecimalPair> {
+        let cache = &self.decimal.cache;
+        cache.peek(&n)?;
+        cache.get(&n)
+    }
+
+    /// The pair (F(n), F(n+1)) in base 10^19, from the cache or computed (and cached), unless
+    /// `cancelled()` returns `true` first.
+    ///
+    /// Like [`get_decimal`](Self::get_decimal), a value near a cached pair is reached by steps or
+    /// by the addition formula; a fresh one by fast doubling on the engine's pool, which asks
+    /// `cancelled` between two doubling steps. Small n (below 30,000) are computed on the
+    /// calling thread. Callers asking for the same n at once share one computation when they
+    /// are not on the engine's pool; a cancelled computation stores nothing, and the others
+    /// waiting on it compute it themselves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::fib::{Cancelled, Fibonacci};
+    ///
+    /// let engine = Fibonacci::builder().threads(2).build()?;
+    /// let pair = engine.try_decimal_pair(200_000, &|| false)?;
+    /// assert_eq!(pair.1, engine.get_decimal(200_001));
+    /// assert_eq!(engine.try_decimal_pair(300_000, &|| true), Err(Cancelled));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Cancelled`] when `cancelled()` returned `true` before the pair was ready.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is `u64::MAX`, and on memory exhaustion.
+    ///
+    /// Locking behaviour: blocks the calling thread until the pair is ready (on the pool for
+    /// large n), or waits on another caller computing the same n. Do not call it from async code
+    /// directly: use a blocking thread.
+    pub fn try_decimal_pair(
+        &self,
+        n: u64,
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<DecimalPair, Cancelled> {
+        let d = &self.decimal;
+        if n < INLINE_MAX_N {
+            return d
+                .cache
+                .try_get_or_compute(n, || Ok(Arc::new(decimal::fib_pair(n))));
+        }
+        // The cache is asked from the caller's thread, so that a second caller waits for the
+        // first one's result there, off the pool; only the arithmetic runs on the pool.
+        d.cache.try_get_or_compute(n, || {
+            let start = d.resolve_start(n, &d.cached_keys());
+            self.pool
+                .install(|| match d.reach(n, start) {
+                    Some(pair) => Some(pair),
+                    None => decimal::fib_pair_until(n, cancelled),
+                })
+                .map(Arc::new)
+                .ok_or(Cancelled)
+        })
+    }
+}
+
 impl<R: Repr> Planner<R> {
     fn new(budget: usize) -> Self {
         Planner {
@@ -646,21 +753,26 @@ impl<R: Repr> Planner<R> {
     /// (F(n), F(n+1)) by the planned route, through the cache so concurrent callers share it.
     fn start_pair(&self, n: u64, start: Start) -> Pair<R> {
         self.cache.get_or_compute(n, || {
-            let from = |m: u64| self.cache.get(&m);
-            let pair = match start {
-                Start::Step { m } => from(m).map(|p| {
-                    let mut p = (*p).clone();
-                    for _ in m..n {
-                        R::advance(&mut p);
-                    }
-                    p
-                }),
-                Start::Jump { m } => from(m).map(|p| R::jump((&p.0, &p.1), n - m)),
-                Start::Fresh => None,
-            };
             // The planned pair may have been evicted meanwhile: fall back to doubling.
-            Arc::new(pair.unwrap_or_else(|| R::fresh(n)))
+            Arc::new(self.reach(n, start).unwrap_or_else(|| R::fresh(n)))
         })
+    }
+
+    /// The pair at `n` from the cached pair `start` names (by steps or a jump); `None` for a
+    /// fresh start or when that pair has left the cache.
+    fn reach(&self, n: u64, start: Start) -> Option<(R::Num, R::Num)> {
+        let from = |m: u64| self.cache.get(&m);
+        match start {
+            Start::Step { m } => from(m).map(|p| {
+                let mut p = (*p).clone();
+                for _ in m..n {
+                    R::advance(&mut p);
+                }
+                p
+            }),
+            Start::Jump { m } => from(m).map(|p| R::jump((&p.0, &p.1), n - m)),
+            Start::Fresh => None,
+        }
     }
 
     fn run_segment(&self, seg: &Segment, uniq: &[u64], mut emit: impl FnMut(usize, &R::Num)) {
