@@ -7,6 +7,7 @@ pub mod memory;
 pub mod output;
 #[cfg(feature = "distributed")]
 pub mod remote;
+pub mod serve;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -139,9 +140,12 @@ pub enum Command {
     /// Send inputs to `fibo worker`s through a Celery broker, in cost-balanced chunks, and print
     /// exactly what plain `fibo` prints for them
     Submit(distributed::SubmitArgs),
+    /// Serve Fibonacci numbers over HTTP: a page for people, `GET /fib/N` and `POST /batch`
+    /// for programs, `/metrics` for Prometheus; one engine and one cache for every user
+    Serve(serve::ServeArgs),
 }
 
-fn parse_jobs(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) if n > 4096 => Err("at most 4096 threads".into()),
@@ -150,7 +154,7 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_last(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_last(s: &str) -> Result<u32, String> {
     let k = input::parse_number(s)?;
     match k {
         0 => Err("must be at least 1".into()),
@@ -159,7 +163,7 @@ fn parse_last(s: &str) -> Result<u32, String> {
     }
 }
 
-fn parse_modulus(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_modulus(s: &str) -> Result<u64, String> {
     match input::parse_number(s)? {
         0 => Err("the modulus must be at least 1".into()),
         m => Ok(m),
@@ -219,6 +223,7 @@ pub fn main() -> ExitCode {
         None => run(&args),
         Some(Command::Worker(w)) => distributed::worker(w),
         Some(Command::Submit(s)) => distributed::submit(s),
+        Some(Command::Serve(s)) => serve::serve(s),
     });
     match result {
         Ok(Ok(()) | Err(CliError::Closed)) => ExitCode::SUCCESS,

@@ -1,0 +1,361 @@
+//! The shared heart of the service: one engine and its cache for every request, the
+//! computations in flight (each distinct piece of work runs once, however many requests ask
+//! for it), and the two limits that turn overload into 503s: work permits and memory.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use parkit::fib::{self, DecimalPair, Fibonacci};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use super::api::ApiError;
+use super::metrics::{Kind, Metrics};
+
+/// The limits of one server, from its flags.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub max_n: u64,
+    pub max_inputs: u64,
+    pub max_response_bytes: u64,
+    pub max_body_bytes: u64,
+    pub timeout: Duration,
+}
+
+/// A distinct piece of work: the pair at n, or one line (`--last`/`--mod`) in one format.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub(crate) enum Key {
+    /// (F(n), F(n+1)) in base 10^19.
+    Pair(u64),
+    /// A line: n, what (0 digits, 1 last, 2 mod), its parameter, the format (0 value, 1 tsv,
+    /// 2 json), and whether it is bare (the page's view).
+    Line(u64, u8, u64, u8),
+}
+
+/// What a piece of work gives.
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    Pair(DecimalPair),
+    Line(Bytes),
+}
+
+/// Where a value came from, as `x-fibo-cache` and the page show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The engine's cache held it.
+    Hit,
+    /// Computed for this request.
+    Miss,
+    /// Computed for another request, which this one waited on.
+    Shared,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Hit => "hit",
+            Source::Miss => "miss",
+            Source::Shared => "shared",
+        }
+    }
+}
+
+/// Why a piece of work ended without a result.
+#[derive(Clone, Debug)]
+enum Failure {
+    Cancelled,
+    Panic(String),
+}
+
+/// One computation in flight and the requests waiting on it.
+#[derive(Debug)]
+struct Flight {
+    cancel: Arc<AtomicBool>,
+    /// Requests waiting; changed only under the flights' lock.
+    waiters: AtomicU64,
+    done: AtomicBool,
+    result: watch::Sender<Option<Result<Outcome, Failure>>>,
+}
+
+/// Memory reserved by the work in flight, returned on drop.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    hub: Arc<Hub>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.hub.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.hub
+            .metrics
+            .memory_in_use
+            .dec_by(i64::try_from(self.bytes).unwrap_or(i64::MAX));
+    }
+}
+
+/// A permit to run work (a computation or a streamed response) and the memory it holds.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    _memory: Reservation,
+}
+
+/// The service's shared state.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub engine: Arc<Fibonacci>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    flights: Mutex<HashMap<Key, Arc<Flight>>>,
+    work: Arc<Semaphore>,
+    /// Bytes the work in flight may hold together (the memory limit less the cache budget).
+    memory_limit: u64,
+    used: AtomicU64,
+    /// Test hook (`FIBO_SERVE_PANIC_AT`): computing this n panics, to show that a panic
+    /// answers 500 for its own request only.
+    panic_at: Option<u64>,
+}
+
+impl Hub {
+    pub fn new(
+        engine: Fibonacci,
+        limits: Limits,
+        max_concurrency: usize,
+        memory_limit: u64,
+    ) -> Arc<Self> {
+        let panic_at = std::env::var("FIBO_SERVE_PANIC_AT")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Arc::new(Hub {
+            engine: Arc::new(engine),
+            metrics: Arc::new(Metrics::new()),
+            limits,
+            flights: Mutex::new(HashMap::new()),
+            work: Arc::new(Semaphore::new(max_concurrency)),
+            memory_limit,
+            used: AtomicU64::new(0),
+            panic_at,
+        })
+    }
+
+    fn flights(&self) -> MutexGuard<'_, HashMap<Key, Arc<Flight>>> {
+        // No code panics while holding this lock; recover anyway rather than poison the server.
+        self.flights.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves `bytes` of the memory limit, or says why not (a 503).
+    pub fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, ApiError> {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let total = used.saturating_add(bytes);
+            if total > self.memory_limit {
+                self.metrics
+                    .shed
+                    .get_or_create(&Kind {
+                        kind: "memory".into(),
+                    })
+                    .inc();
+                return Err(ApiError::busy(format!(
+                    "this request needs about {} while {} of the {} allowed (--max-memory, less \
+                     the cache) are in use",
+                    super::super::memory::human(bytes),
+                    super::super::memory::human(used),
+                    super::super::memory::human(self.memory_limit),
+                )));
+            }
+            match self
+                .used
+                .compare_exchange_weak(used, total, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => used = now,
+            }
+        }
+        self.metrics
+            .memory_in_use
+            .inc_by(i64::try_from(bytes).unwrap_or(i64::MAX));
+        Ok(Reservation {
+            hub: Arc::clone(self),
+            bytes,
+        })
+    }
+
+    /// A work permit and `bytes` of memory, or a 503 at once: requests past the limit are
+    /// answered, never queued.
+    pub fn ticket(self: &Arc<Self>, bytes: u64) -> Result<Ticket, ApiError> {
+        let permit = Arc::clone(&self.work).try_acquire_owned().map_err(|_| {
+            self.metrics
+                .shed
+                .get_or_create(&Kind {
+                    kind: "busy".into(),
+                })
+                .inc();
+            ApiError::busy("every worker slot is taken (--max-concurrency)".into())
+        })?;
+        Ok(Ticket {
+            _permit: permit,
+            _memory: self.reserve(bytes)?,
+        })
+    }
+
+    /// Counts where a value came from.
+    pub fn count(&self, source: Source) {
+        self.metrics
+            .values
+            .get_or_create(&Kind {
+                kind: source.as_str().into(),
+            })
+            .inc();
+    }
+
+    /// The pair (F(n), F(n+1)): from the cache, or from a computation shared by every request
+    /// asking for n at the same time. Waits off the async threads; gives up after the timeout.
+    pub async fn pair(self: &Arc<Self>, n: u64) -> Result<(DecimalPair, Source), ApiError> {
+        if let Some(p) = self.engine.cached_decimal_pair(n) {
+            self.count(Source::Hit);
+            return Ok((p, Source::Hit));
+        }
+        let hub = Arc::clone(self);
+        let estimate = fib::working_bytes(n, true);
+        let (outcome, source) = self
+            .obtain(Key::Pair(n), estimate, move |cancelled| {
+                if hub.panic_at == Some(n) {
+                    panic!("a test panic at n = {n} (FIBO_SERVE_PANIC_AT)");
+                }
+                hub.engine
+                    .try_decimal_pair(n, &|| cancelled.load(Ordering::Relaxed))
+                    .ok()
+                    .map(Outcome::Pair)
+            })
+            .await?;
+        match outcome {
+            Outcome::Pair(p) => Ok((p, source)),
+            Outcome::Line(_) => Err(ApiError::internal("a pair was expected")),
+        }
+    }
+
+    /// The outcome of `key`, computed by `work` on a blocking thread (its arithmetic on the
+    /// engine's pool) unless a computation of the same key is already in flight, in which case
+    /// this request waits on that one. `work` is given a flag set when every waiting request
+    /// has gone; it returns `None` when it stopped for it.
+    pub async fn obtain<F>(
+        self: &Arc<Self>,
+        key: Key,
+        memory: u64,
+        work: F,
+    ) -> Result<(Outcome, Source), ApiError>
+    where
+        F: FnOnce(&AtomicBool) -> Option<Outcome> + Send + 'static,
+    {
+        let (flight, source, start) = {
+            let mut flights = self.flights();
+            match flights.get(&key) {
+                Some(f) if !f.cancel.load(Ordering::Relaxed) => {
+                    f.waiters.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.coalesced.inc();
+                    (Arc::clone(f), Source::Shared, None)
+                }
+                _ => {
+                    let ticket = self.ticket(memory)?;
+                    let (tx, _) = watch::channel(None);
+                    let f = Arc::new(Flight {
+                        cancel: Arc::new(AtomicBool::new(false)),
+                        waiters: AtomicU64::new(1),
+                        done: AtomicBool::new(false),
+                        result: tx,
+                    });
+                    flights.insert(key, Arc::clone(&f));
+                    (Arc::clone(&f), Source::Miss, Some(ticket))
+                }
+            }
+        };
+        let mut rx = flight.result.subscribe();
+        let guard = Waiter {
+            hub: self,
+            key,
+            flight: &flight,
+        };
+        if let Some(ticket) = start {
+            let hub = Arc::clone(self);
+            let f = Arc::clone(&flight);
+            self.metrics.in_flight.inc();
+            tokio::task::spawn_blocking(move || {
+                let cancel = Arc::clone(&f.cancel);
+                let r = match catch_unwind(AssertUnwindSafe(|| work(&cancel))) {
+                    Ok(Some(outcome)) => Ok(outcome),
+                    Ok(None) => Err(Failure::Cancelled),
+                    Err(p) => Err(Failure::Panic(panic_message(&*p))),
+                };
+                drop(ticket);
+                hub.metrics.in_flight.dec();
+                hub.finish(key, &f, r);
+            });
+        }
+        let waited = tokio::time::timeout(self.limits.timeout, rx.wait_for(Option::is_some)).await;
+        let result = match waited {
+            Err(_) => return Err(ApiError::timeout(self.limits.timeout.as_secs_f64())),
+            Ok(Err(_)) => return Err(ApiError::internal("the computation vanished")),
+            Ok(Ok(r)) => r.clone().expect("waited for a result"),
+        };
+        drop(guard);
+        match result {
+            Ok(outcome) => {
+                self.count(source);
+                Ok((outcome, source))
+            }
+            Err(Failure::Panic(m)) => Err(ApiError::internal(&m)),
+            // Everyone had gone, yet this request is here: only a race with the last one
+            // leaving; the client sees a 503 and retries.
+            Err(Failure::Cancelled) => Err(ApiError::busy("the computation was cancelled".into())),
+        }
+    }
+
+    fn finish(&self, key: Key, flight: &Arc<Flight>, result: Result<Outcome, Failure>) {
+        {
+            let mut flights = self.flights();
+            if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+                flights.remove(&key);
+            }
+            flight.done.store(true, Ordering::Relaxed);
+        }
+        if matches!(result, Err(Failure::Cancelled)) {
+            self.metrics.cancelled.inc();
+        }
+        flight.result.send_replace(Some(result));
+    }
+}
+
+/// One request waiting on a flight; the last one to leave before the result cancels the work.
+struct Waiter<'a> {
+    hub: &'a Hub,
+    key: Key,
+    flight: &'a Arc<Flight>,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.hub.flights();
+        let left = self.flight.waiters.fetch_sub(1, Ordering::Relaxed) - 1;
+        if left == 0 && !self.flight.done.load(Ordering::Relaxed) {
+            self.flight.cancel.store(true, Ordering::Relaxed);
+            if flights
+                .get(&self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, self.flight))
+            {
+                flights.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A panic's message, for a 500.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}

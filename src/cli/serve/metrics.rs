@@ -1,0 +1,181 @@
+//! `/metrics`: what an operator watches, in the Prometheus (OpenMetrics) text format.
+
+use std::sync::Mutex;
+
+use parkit::fib::Fibonacci;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A request's route and status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RouteStatus {
+    pub route: String,
+    pub status: u16,
+}
+
+/// A request's route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Route {
+    pub route: String,
+}
+
+/// Why a request was shed, or where a value came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Kind {
+    pub kind: String,
+}
+
+/// Every metric of the service. Counters are lock-free; the engine's cache figures are read at
+/// each scrape.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteStatus, Counter>,
+    pub latency: Family<Route, Histogram>,
+    pub values: Family<Kind, Counter>,
+    pub shed: Family<Kind, Counter>,
+    pub in_flight: Gauge,
+    pub coalesced: Counter,
+    pub cancelled: Counter,
+    pub bytes_out: Counter,
+    pub memory_in_use: Gauge,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_evictions: Counter,
+    cache_bytes: Gauge,
+    cache_entries: Gauge,
+    scrape: Mutex<()>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 us to about 52 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        let requests = Family::<RouteStatus, Counter>::default();
+        let latency = Family::<Route, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let m = Metrics {
+            requests,
+            latency,
+            values: Family::default(),
+            shed: Family::default(),
+            in_flight: Gauge::default(),
+            coalesced: Counter::default(),
+            cancelled: Counter::default(),
+            bytes_out: Counter::default(),
+            memory_in_use: Gauge::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_evictions: Counter::default(),
+            cache_bytes: Gauge::default(),
+            cache_entries: Gauge::default(),
+            scrape: Mutex::new(()),
+            registry: Registry::default(),
+        };
+        r.register(
+            "fibo_http_requests",
+            "HTTP requests answered, by route and status",
+            m.requests.clone(),
+        );
+        r.register(
+            "fibo_http_request_duration_seconds",
+            "Time to the response's head, by route",
+            m.latency.clone(),
+        );
+        r.register(
+            "fibo_values",
+            "Values answered, by where they came from: hit (the cache held them), miss \
+             (computed), shared (waited on a computation another request started)",
+            m.values.clone(),
+        );
+        r.register(
+            "fibo_requests_shed",
+            "Requests answered 503, by reason: busy (--max-concurrency) or memory (--max-memory)",
+            m.shed.clone(),
+        );
+        r.register(
+            "fibo_computations_in_flight",
+            "Computations running now (one per distinct value, however many requests wait on it)",
+            m.in_flight.clone(),
+        );
+        r.register(
+            "fibo_coalesced_waiters",
+            "Requests that waited on a computation another request had started",
+            m.coalesced.clone(),
+        );
+        r.register(
+            "fibo_cancelled_computations",
+            "Computations stopped because every request waiting on them went away",
+            m.cancelled.clone(),
+        );
+        r.register(
+            "fibo_response_bytes",
+            "Response body bytes produced, before compression",
+            m.bytes_out.clone(),
+        );
+        r.register(
+            "fibo_memory_in_flight_bytes",
+            "Memory reserved by the computations and streams in flight",
+            m.memory_in_use.clone(),
+        );
+        r.register(
+            "fibo_cache_hits",
+            "Look-ups the engine's cache answered",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "fibo_cache_misses",
+            "Look-ups the engine's cache could not answer",
+            m.cache_misses.clone(),
+        );
+        r.register(
+            "fibo_cache_evictions",
+            "Pairs the engine's cache dropped to stay in its budget",
+            m.cache_evictions.clone(),
+        );
+        r.register(
+            "fibo_cache_bytes",
+            "Bytes held by the engine's cache",
+            m.cache_bytes.clone(),
+        );
+        r.register(
+            "fibo_cache_entries",
+            "Pairs held by the engine's cache",
+            m.cache_entries.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    /// The exposition, with the engine's cache figures read now.
+    pub fn render(&self, engine: &Fibonacci) -> String {
+        let _one_scrape_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        let s = engine.cache_stats();
+        let catch_up = |c: &Counter, now: u64| {
+            let seen = c.get();
+            if now > seen {
+                c.inc_by(now - seen);
+            }
+        };
+        catch_up(&self.cache_hits, s.hits);
+        catch_up(&self.cache_misses, s.misses);
+        catch_up(&self.cache_evictions, s.evictions);
+        self.cache_bytes
+            .set(i64::try_from(s.bytes).unwrap_or(i64::MAX));
+        self.cache_entries
+            .set(i64::try_from(s.entries).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

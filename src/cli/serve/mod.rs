@@ -1,0 +1,110 @@
+//! `fibo serve`: the book's Fibonacci website. Many users, one engine and one central cache;
+//! identical work computed once; overload answered with 503 instead of collapse. The design and
+//! the HTTP contract are in `README.md` beside this file.
+
+#[cfg(feature = "serve")]
+mod api;
+#[cfg(feature = "serve")]
+mod hub;
+#[cfg(feature = "serve")]
+mod metrics;
+#[cfg(feature = "serve")]
+mod routes;
+#[cfg(feature = "serve")]
+mod server;
+#[cfg(feature = "serve")]
+mod stream;
+
+use super::{CliError, memory, parse_jobs};
+
+/// `fibo serve`'s options.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port. The first line on stderr names the
+    /// address bound
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Worker threads of the engine [default: one per core]
+    #[arg(short, long, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+
+    /// Memory budget of the central cache of computed pairs, in MB (MiB)
+    #[arg(long, value_name = "MB", default_value_t = 256)]
+    pub cache_mb: usize,
+
+    /// Memory for the requests in flight together (computations and responses being
+    /// streamed), cache included; past it new work is answered 503 [default: 90% of the
+    /// available memory]
+    #[arg(long, value_name = "SIZE", value_parser = memory::parse_size)]
+    pub max_memory: Option<u64>,
+
+    /// Largest n whose full value is served (--digits, --last and --mod take any n)
+    #[arg(long, value_name = "N", default_value = "100000000", value_parser = parse_count)]
+    pub max_n: u64,
+
+    /// Most input values in one request
+    #[arg(long, value_name = "N", default_value = "1000000", value_parser = parse_count)]
+    pub max_inputs: u64,
+
+    /// Largest response, estimated up front from digit counts (413 past it)
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = memory::parse_size)]
+    pub max_response_bytes: u64,
+
+    /// Largest request body (413 past it)
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = memory::parse_size)]
+    pub max_body_bytes: u64,
+
+    /// Seconds a request may take before it is answered 504 (or its stream is cut)
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_secs)]
+    pub timeout: f64,
+
+    /// Computations and streamed responses at once; past it requests that need work are
+    /// answered 503 with Retry-After (cached small answers are always served)
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_concurrency)]
+    pub max_concurrency: usize,
+
+    /// Seconds given to requests in flight after SIGTERM or Ctrl-C
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
+    pub grace: f64,
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    match super::input::parse_number(s)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t > 0.0 && t <= 86_400.0 => Ok(t),
+        _ => Err("expected seconds, more than 0 and at most 86400".into()),
+    }
+}
+
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+        _ => Err("expected a whole number from 1 to 100000".into()),
+    }
+}
+
+/// Runs the service until SIGTERM or Ctrl-C.
+///
+/// # Errors
+///
+/// [`CliError::Usage`] for an address that cannot be bound, [`CliError::Runtime`] when the
+/// runtime or the engine cannot start.
+#[cfg(feature = "serve")]
+pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
+    server::run(args)
+}
+
+/// Without the feature: one clear line instead of "unknown command".
+#[cfg(not(feature = "serve"))]
+pub fn serve(_: &ServeArgs) -> Result<(), CliError> {
+    Err(CliError::Usage(
+        "'fibo serve' needs the `serve` feature (on by default): cargo install parkit".into(),
+    ))
+}

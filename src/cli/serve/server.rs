@@ -1,0 +1,119 @@
+//! Starting and stopping the service: the engine, the tokio runtime, the listener, and a
+//! graceful shutdown on SIGTERM or Ctrl-C.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parkit::fib::Fibonacci;
+
+use super::super::{CliError, memory};
+use super::ServeArgs;
+use super::hub::{Hub, Limits};
+
+/// A line on stderr; a closed or full stderr is not a reason to stop serving.
+fn note(text: &str) {
+    let _ = writeln!(std::io::stderr(), "fibo serve: {text}");
+}
+
+pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
+    let cache_bytes = args.cache_mb.saturating_mul(1 << 20);
+    let limit = args.max_memory.unwrap_or_else(memory::default_limit);
+    let work_memory = limit.saturating_sub(cache_bytes as u64);
+    if work_memory < 64 << 20 {
+        return Err(CliError::Usage(format!(
+            "--max-memory {} leaves {} for requests once the cache's {} MiB are set aside; \
+             allow at least 64 MiB more, or lower --cache-mb",
+            memory::human(limit),
+            memory::human(work_memory),
+            args.cache_mb
+        )));
+    }
+    let engine = Fibonacci::builder()
+        .threads(args.jobs.unwrap_or(0))
+        .cache_bytes(cache_bytes)
+        .build()
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    let limits = Limits {
+        max_n: args.max_n,
+        max_inputs: args.max_inputs,
+        max_response_bytes: args.max_response_bytes,
+        max_body_bytes: args.max_body_bytes,
+        timeout: Duration::from_secs_f64(args.timeout),
+    };
+    let hub = Hub::new(engine, limits, args.max_concurrency, work_memory);
+    // The async threads only parse, route and move bytes: one per core is plenty. Blocking
+    // threads wait on computations and stream bodies: one per permitted piece of work, and
+    // some to spare.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .max_blocking_threads(args.max_concurrency.saturating_mul(2) + 16)
+        .thread_name("fibo-serve")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let grace = Duration::from_secs_f64(args.grace);
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| CliError::Usage(format!("cannot listen on '{}': {e}", args.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::Runtime(format!("cannot read the bound address: {e}")))?;
+        note(&format!("listening on http://{addr}"));
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let stopping = Arc::clone(&stopping);
+            async move {
+                stop_signal().await;
+                note("stopping: no new connections; finishing the requests in flight");
+                stopping.notify_waiters();
+            }
+        };
+        let app = super::routes::router(Arc::clone(&hub));
+        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let deadline = async {
+            stopping.notified().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = server => r.map_err(|e| CliError::Runtime(format!("the server failed: {e}"))),
+            () = deadline => {
+                note(&format!("grace period of {} s over; closing the connections left", grace.as_secs_f64()));
+                Ok(())
+            }
+        }
+    });
+    // Blocking threads still streaming to a client that outlived the grace period are not
+    // waited for.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    if result.is_ok() {
+        note("stopped");
+    }
+    result
+}
+
+/// SIGTERM or Ctrl-C (SIGINT).
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = ctrl_c => {}
+            () = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}
