@@ -486,6 +486,17 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
         }
     }
 
+    /// The ready value for `key`, counting a hit and refreshing its recency when there is one,
+    /// and counting nothing otherwise (for a caller that computes elsewhere on a miss and
+    /// counts that miss there). Never waits.
+    pub(crate) fn hit(&self, key: &K) -> Option<V> {
+        let slot = self.lookup(key)?;
+        let v = slot.value()?;
+        self.touch(&slot);
+        self.hits.fetch_add(1, Relaxed);
+        Some(v)
+    }
+
     /// The ready value for `key`, like [`get`](Self::get) but touching no counter and no
     /// recency.
     ///

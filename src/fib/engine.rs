@@ -528,9 +528,7 @@ impl Fibonacci {
     /// a computation.
     #[must_use]
     pub fn cached_decimal_pair(&self, n: u64) -> Option<DecimalPair> {
-        let cache = &self.decimal.cache;
-        cache.peek(&n)?;
-        cache.get(&n)
+        self.decimal.cache.hit(&n)
     }
 
     /// The pair (F(n), F(n+1)) in base 10^19, from the cache or computed (and cached), unless

@@ -26,7 +26,6 @@ use super::super::input::{self, Item};
 use super::super::output::{Engine, Format, Printer, What};
 use super::api::{self, ApiError, Located, Options, shorten};
 use super::hub::{Hub, Key, Outcome, Reservation, Source, panic_message};
-use super::metrics::{Route, RouteStatus};
 use super::stream::{self, STREAM_BYTES};
 
 /// The page, served from the binary.
@@ -75,25 +74,14 @@ pub(crate) fn router(hub: Arc<Hub>) -> Router {
 
 /// Counts each request by route and status, and times it to its response's head.
 async fn track(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("other", |p| p.as_str())
-        .to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(req).await;
-    let m = &hub.metrics;
-    m.latency
-        .get_or_create(&Route {
-            route: route.clone(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    m.requests
-        .get_or_create(&RouteStatus {
-            route,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    hub.metrics.observe(
+        route.as_ref().map_or("other", MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -185,7 +173,8 @@ async fn fib_one(
                 hub.metrics.bytes_out.inc_by(out.len() as u64);
                 Body::from(out)
             } else {
-                let memory = hub.reserve(STREAM_BYTES)?;
+                // One chunk being formatted and one in the connection's buffers.
+                let memory = hub.reserve(2 * stream::CHUNK as u64)?;
                 value_stream(&hub, o.format, n, pair, memory)
             };
             (body, source)
