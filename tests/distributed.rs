@@ -947,4 +947,6 @@ fn a_task_over_one_workers_memory_goes_to_another() {
     assert_eq!(out.stdout, plain(&args));
     assert!(big.log().contains("n up to 10000000"), "{}", big.log());
     assert!(small.log().contains("put back"), "{}", small.log());
+    assert_eq!(redis.empty("0"), "");
+    assert_eq!(redis.empty("1"), "");
 }

@@ -965,7 +965,8 @@ async fn forget(ctx: &Ctx, id: &str) {
 }
 
 /// Times a task refused for want of memory is put back on the queue for another worker,
-/// [`PASS_ON_PAUSE`] apart, before it fails with the reason.
+/// [`PASS_ON_PAUSE`] apart, before it fails with the reason: a bound, since no worker knows
+/// whether any other has more memory.
 const MAX_PASS_ON: u64 = 5;
 
 /// How long a worker holds a task it refused for want of memory before putting it back:
@@ -973,30 +974,25 @@ const MAX_PASS_ON: u64 = 5;
 const PASS_ON_PAUSE: Duration = Duration::from_millis(500);
 
 /// A task over this worker's `--max-memory`: put back at the end of the queue for a worker
-/// with more memory, up to [`MAX_PASS_ON`] times (counted in `fibo-refused-ID`), then failed.
+/// with more memory, up to [`MAX_PASS_ON`] times, then failed. The count travels in the
+/// message, as the header `fibo_passed_on` (Celery ignores headers it does not know), so
+/// nothing is left in Redis.
 async fn pass_on(ctx: &Ctx, id: &str, raw: &str, why: String) {
     let short = id.get(..8).unwrap_or(id);
-    let key = format!("fibo-refused-{id}");
-    let count = patiently::<u64>(&ctx.conn, redis::cmd("INCR").arg(&key))
-        .await
-        .unwrap_or(u64::MAX);
-    if count > MAX_PASS_ON {
-        let _ = patiently::<()>(&ctx.conn, redis::cmd("DEL").arg(&key)).await;
+    let mut message: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+    let count = message["headers"]["fibo_passed_on"].as_u64().unwrap_or(0) + 1;
+    if count > MAX_PASS_ON || !message["headers"].is_object() {
         let why = format!("{why} (no worker took it after {MAX_PASS_ON} tries)");
         return fail(ctx, id, Refusal::value(why)).await;
     }
-    let expire = redis::cmd("EXPIRE")
-        .arg(&key)
-        .arg(RESULT_TTL.as_secs())
-        .clone();
-    let _ = patiently::<()>(&ctx.conn, &expire).await;
+    message["headers"]["fibo_passed_on"] = count.into();
     eprintln!(
         "fibo worker {}: task {short} put back for a worker with more memory ({count} of \
          {MAX_PASS_ON}): {why}",
         ctx.me
     );
     tokio::time::sleep(PASS_ON_PAUSE).await;
-    if let Err(e) = enqueue(&ctx.conn, &ctx.queue, &[raw.to_string()]).await {
+    if let Err(e) = enqueue(&ctx.conn, &ctx.queue, &[message.to_string()]).await {
         return fail(
             ctx,
             id,
