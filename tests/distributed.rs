@@ -835,6 +835,24 @@ fn a_result_redis_refuses_fails_the_task_with_the_reason() {
         w.log()
     );
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    // Redis full: the result's write is refused, and so is, for a moment, the failure's.
+    redis.cli(&["config", "set", "proto-max-bulk-len", "512mb"]);
+    redis.cli(&["config", "set", "maxmemory-policy", "noeviction"]);
+    redis.cli(&["config", "set", "maxmemory", "2mb"]);
+    let t = Instant::now();
+    let out = redis
+        .submit()
+        .args(["--timeout", "60", "1e7"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a worker failed on F(10000000)") && err.contains("OOM"),
+        "{err}\nworker: {}",
+        w.log()
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
 }
 
 #[test]

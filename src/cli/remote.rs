@@ -1003,17 +1003,39 @@ async fn pass_on(ctx: &Ctx, id: &str, raw: &str, why: String) {
     ack(ctx, id).await;
 }
 
+/// Tries to store a failure Redis refused (out of memory: the refused result's request
+/// buffer is freed within seconds, and the failure is small).
+const FAILURE_TRIES: u32 = 5;
+
 /// Stores a task's failure, then acknowledges it.
+///
+/// A refused write is tried again, up to [`FAILURE_TRIES`] in all, a second apart, and the
+/// failure is published meanwhile (Redis publishes even when out of memory), so that a
+/// Python `get()` waiting on the result's channel hears of it either way.
 async fn fail(ctx: &Ctx, id: &str, why: Refusal) {
     let short = id.get(..8).unwrap_or(id);
     eprintln!(
         "fibo worker {}: task {short} failed: {}",
         ctx.me, why.message
     );
-    match store(ctx, failure_meta(id, why.exc_type, &why.message)).await {
-        Ok(()) => ack(ctx, id).await,
-        Err(Stored::Refused(e) | Stored::Unreachable(e)) => {
-            eprintln!("fibo worker {}: cannot store a failure: {e}", ctx.me);
+    let meta = failure_meta(id, why.exc_type, &why.message);
+    for tried in 1.. {
+        match store(ctx, meta.clone()).await {
+            Ok(()) => return ack(ctx, id).await,
+            Err(Stored::Refused(_)) if tried < FAILURE_TRIES => {
+                if tried == 1 {
+                    if let Ok(json) = serde_json::to_string(&meta) {
+                        publish(ctx, &meta_key(id), json).await;
+                    }
+                    // The STARTED state would tell `submit` the task is still running.
+                    forget(ctx, id).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(Stored::Refused(e) | Stored::Unreachable(e)) => {
+                eprintln!("fibo worker {}: cannot store a failure: {e}", ctx.me);
+                return;
+            }
         }
     }
 }
@@ -1116,23 +1138,27 @@ async fn store_json(ctx: &Ctx, id: &str, json: String, last: bool) -> Result<(),
         }
         tokio::time::sleep(POP_WAIT).await;
     }
-    if !last {
-        return Ok(());
+    if last {
+        publish(ctx, &key, json).await;
     }
+    Ok(())
+}
+
+/// Publishes a final state on its key's channel when a client listens (best effort).
+async fn publish(ctx: &Ctx, key: &str, json: String) {
     let mut conn = ctx.results.clone();
     let listeners: redis::RedisResult<Vec<(String, u64)>> = redis::cmd("PUBSUB")
         .arg("NUMSUB")
-        .arg(&key)
+        .arg(key)
         .query_async(&mut conn)
         .await;
     if listeners.is_ok_and(|l| l.iter().any(|(_, n)| *n > 0)) {
         let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
-            .arg(&key)
+            .arg(key)
             .arg(json)
             .query_async(&mut conn)
             .await;
     }
-    Ok(())
 }
 
 async fn ack(ctx: &Ctx, id: &str) {
