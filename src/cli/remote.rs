@@ -10,7 +10,6 @@
 //! - The worker reads a message's arguments itself (see [`read_message`]): what Python's
 //!   Celery can send and fibo cannot do (canvas, protocol 1, pickle, compression) fails with
 //!   that reason, and arguments are checked as Python checks a call.
-//!
 //! - The worker pops with BRPOP (see [`serve`]). celery-rs 0.6.3's `Celery::consume` stalls
 //!   for good once its Redis consumer reaches the prefetch limit: the stream answers
 //!   `Pending` without keeping a waker, and the task's "finished" event, which re-polls it,
@@ -77,8 +76,9 @@ const CHUNK_BYTES: u64 = 16 << 20;
 /// digits (`"last"`).
 ///
 /// The macro gives the task's name, its argument order for Python's positional arguments and
-/// the message `submit` sends; the worker loop below parses the arguments the same way and
-/// runs [`compute`] (this body is what celery-rs's own loop would run).
+/// the message `submit` sends ([`batch_message`]); the worker binds a message's arguments to
+/// the same names itself ([`read_call`]) and runs [`Job::run`] (this body is what
+/// celery-rs's own loop would run).
 #[celery::task(name = "fibo.batch")]
 async fn batch(ns: Vec<u64>, format: Option<String>, last: Option<u32>) -> TaskResult<Vec<String>> {
     let job = Job::new(ns, format.as_deref(), last).map_err(TaskError::UnexpectedError)?;
