@@ -188,6 +188,33 @@ impl Redis {
         w
     }
 
+    /// A `fibo worker` with these arguments and environment, stderr to a log file; not
+    /// waited for.
+    fn spawn_worker(&self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let child = Command::new(fibo_path())
+            .arg("worker")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
+    /// Waits (up to 5 s) until the server holds no key in `db`, and says what is left.
+    fn empty(&self, db: &str) -> String {
+        let t = Instant::now();
+        loop {
+            let keys = self.cli(&["-n", db, "--scan"]);
+            if keys.is_empty() || t.elapsed() > Duration::from_secs(5) {
+                return keys;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn submit(&self) -> Command {
         let mut c = Command::new(fibo_path());
         c.args([
@@ -494,11 +521,12 @@ fn a_worker_stops_after_its_task_and_quits_on_a_second_signal() {
 fn failures_come_back_as_one_clear_line() {
     let Some(redis) = Redis::start() else { return };
     let _w = redis.worker("w", &["--max-memory", "1M"]);
-    // Within the worker's task: over its memory limit.
+    // Within the worker's task: over its memory limit, and no worker with more takes it
+    // (it is put back a few times first, so the chunk of F(10) may be printed meanwhile).
     let out = redis.submit().args(["10", "1e7"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(out.stdout.is_empty());
+    assert!(out.stdout.is_empty() || out.stdout == b"55\n");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(
         err.contains("F(10000000)") && err.contains("memory limit"),
@@ -637,6 +665,37 @@ for bad in ([[-5]], [[5], "hex"], [["ten"]]):
         sys.exit("no error for %r" % (bad,))
     except ValueError as e:
         assert "fibo.batch" in str(e) or "format" in str(e), str(e)
+
+# What Celery can send and fibo does not do fails with that reason, promptly: canvas (and the
+# results a chain's or a chord's client waits on), protocol 1, pickle, compression. A call
+# Python would refuse raises TypeError, and a number past u64 is shown as written.
+from celery import chain, chord
+def refused(r, kind, *needles):
+    try:
+        r.get(timeout=20)
+    except kind as e:
+        for n in needles:
+            assert n in str(e), (n, str(e))
+        return
+    sys.exit("no %s for %r" % (kind.__name__, needles))
+
+sig = lambda *a: app.signature("fibo.batch", args=list(a))
+refused(app.send_task("fibo.batch", args=[[10]], link=sig()), NotImplementedError, "canvas", "link")
+refused(app.send_task("fibo.batch", args=[[10]], link_error=sig()), NotImplementedError, "link_error")
+refused(chain(sig([10]), sig())(), NotImplementedError, "canvas", "chain")
+refused(chord([sig([10]), sig([20])], sig())(), NotImplementedError, "canvas", "chord")
+refused(app.send_task("fibo.batch", args=[[10], "value", None, 5]), TypeError, "4 were given")
+refused(app.send_task("fibo.batch", args=[[10]], kwargs={"fromat": "digits"}), TypeError, "'fromat'")
+refused(app.send_task("fibo.batch", args=[[10]], kwargs={"ns": [1]}), TypeError, "multiple values")
+refused(app.send_task("fibo.batch", args=[[1, 2**64]]), ValueError, "ns[1] is 18446744073709551616")
+refused(app.send_task("fibo.batch", args=[[10]], serializer="pickle"), NotImplementedError, "JSON")
+refused(app.send_task("fibo.batch", args=[[10]], compression="zlib"), NotImplementedError, "compress")
+v1 = Celery(broker=broker, backend=backend)
+v1.conf.task_protocol = 1
+refused(v1.send_task("fibo.batch", args=[[10]]), NotImplementedError, "protocol 1")
+# A group is plain tasks: it works.
+from celery import group
+assert group(sig([10]), sig([20]))().get(timeout=20) == [["55"], ["6765"]]
 print("python client ok")
 "#;
 
@@ -670,4 +729,234 @@ fn a_python_celery_client_gets_results_from_a_fibo_worker() {
         w.log()
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("python client ok"));
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn tiny_chunks_finish_in_the_time_of_their_work_and_leave_redis_empty() {
+    let Some(redis) = Redis::start() else { return };
+    let w = redis.worker("w", &["-j", "2"]);
+    // 1000 chunks of 100 digit counts: every result is in within seconds. Printed chunks
+    // used to stay in the poll window, look late and be sent again, for minutes.
+    let args = ["0..100000", "--digits"];
+    let t = Instant::now();
+    let out = redis
+        .submit()
+        .args(["--chunk", "100"])
+        .args(args)
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    check_ok(&out, "submit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("sending them again"), "{err}");
+    assert_eq!(out.stdout, plain(&args));
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert_eq!(w.log().matches(" done in ").count(), 1000);
+    // Nothing left behind: no result, no queue, no unacknowledged entry, no withdrawal.
+    assert_eq!(redis.empty("1"), "");
+    assert_eq!(redis.empty("0"), "");
+}
+
+#[test]
+fn sends_wait_out_a_broker_that_is_read_only_for_a_while() {
+    let Some(redis) = Redis::start() else { return };
+    // No worker yet: with --timeout 0.3 every chunk is late, and sent again, every 0.3 s.
+    let args = ["1000..1010"];
+    let submit = redis
+        .submit()
+        .args(["--chunk", "1", "--timeout", "0.3", "--retries", "100"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while redis.cli(&["-n", "0", "llen", "celery"]) != "10" {
+        assert!(t.elapsed() < Duration::from_secs(10), "tasks never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A failover: the broker refuses writes (the sends) for two seconds, reads still work.
+    // Sends are retried like every other Redis command, instead of failing the submit.
+    redis.cli(&["replicaof", "127.0.0.1", "1"]);
+    std::thread::sleep(Duration::from_secs(2));
+    redis.cli(&["replicaof", "no", "one"]);
+    let _w = redis.worker("w", &["-j", "1"]);
+    let out = submit.wait_with_output().unwrap();
+    check_ok(&out, "submit");
+    assert_eq!(out.stdout, plain(&args));
+    // Sends were refused meanwhile.
+    let stats = redis.cli(&["info", "commandstats"]);
+    let lpush = stats
+        .lines()
+        .find(|l| l.starts_with("cmdstat_lpush:"))
+        .unwrap_or_default();
+    let rejected = lpush
+        .split(',')
+        .find_map(|f| f.strip_prefix("rejected_calls="))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(rejected > Some(0), "no send was refused: {lpush}");
+}
+
+#[test]
+fn a_result_redis_refuses_fails_the_task_with_the_reason() {
+    let Some(redis) = Redis::start() else { return };
+    // F(10^7) has 2.1 MB of digits, over a 1 MB limit on Redis values.
+    redis.cli(&["config", "set", "proto-max-bulk-len", "1mb"]);
+    let w = redis.worker("w", &["-j", "2"]);
+    let t = Instant::now();
+    let out = redis
+        .submit()
+        .args(["--timeout", "60", "10", "1e7"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("a worker failed on") && err.contains("proto-max-bulk-len"),
+        "{err}\nworker: {}",
+        w.log()
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    // Redis full: the result's write is refused, and so is, for a moment, the failure's.
+    redis.cli(&["config", "set", "proto-max-bulk-len", "512mb"]);
+    redis.cli(&["config", "set", "maxmemory-policy", "noeviction"]);
+    redis.cli(&["config", "set", "maxmemory", "2mb"]);
+    let t = Instant::now();
+    let out = redis
+        .submit()
+        .args(["--timeout", "60", "1e7"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a worker failed on F(10000000)") && err.contains("OOM"),
+        "{err}\nworker: {}",
+        w.log()
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+}
+
+#[test]
+fn passwords_stay_out_of_messages_and_a_missing_one_fails_at_start() {
+    // Bad URLs: the error names the problem, never the password.
+    for args in [
+        vec!["submit", "--broker", "rediss://:hunter22@h/0", "1"],
+        vec!["submit", "--broker", "redis://:hunter22@h:99999/0", "1"],
+        vec!["worker", "--broker", "redis://:hunter22@/0"],
+        vec![
+            "submit",
+            "--broker",
+            "redis://h/0",
+            "--backend",
+            "redis://:hunter22@h:x/1",
+            "1",
+        ],
+    ] {
+        let out = Command::new(fibo_path()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("***"), "{args:?}: {err}");
+        assert!(!err.contains("hunter22"), "{args:?}: {err}");
+    }
+    let Some(redis) = Redis::start() else { return };
+    redis.cli(&["config", "set", "requirepass", "hunter22"]);
+    let port = redis.port;
+    // No password: one line at start, no banner, no minute of retries.
+    let t = Instant::now();
+    let mut w = redis.spawn_worker("nopw", &["--broker", &redis.url(0)], &[]);
+    let status = w.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", w.log());
+    assert!(w.log().contains("requires a password"), "{}", w.log());
+    assert!(!w.log().contains("taking"), "{}", w.log());
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    // A wrong one: refused, and not repeated.
+    let wrong = format!("redis://:wrongpw77@127.0.0.1:{port}/0");
+    let out = Command::new(fibo_path())
+        .args(["submit", "--broker", &wrong, "10"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("wrongpw77"), "{err}");
+    // The URLs from the environment: the password stays out of `ps`, and out of the log.
+    let broker = format!("redis://:hunter22@127.0.0.1:{port}/0");
+    let backend = format!("redis://:hunter22@127.0.0.1:{port}/1");
+    let env = [
+        ("FIBO_BROKER", broker.as_str()),
+        ("FIBO_BACKEND", backend.as_str()),
+    ];
+    let w = redis.spawn_worker("env", &["-j", "1"], &env);
+    wait_for(&w, "taking fibo.batch", Duration::from_secs(10));
+    let out = Command::new(fibo_path())
+        .args(["submit", "10", "1000"])
+        .envs(env)
+        .output()
+        .unwrap();
+    check_ok(&out, "submit");
+    assert_eq!(out.stdout, plain(&["10", "1000"]));
+    assert!(!w.log().contains("hunter22"), "{}", w.log());
+    assert!(w.log().contains(":***@"), "{}", w.log());
+}
+
+#[test]
+fn a_copy_that_finishes_after_its_submit_was_interrupted_stores_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let w = redis.worker("w", &["-j", "1"]);
+    let mut submit = redis
+        .submit()
+        .args(["1e8"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&w, "n up to 100000000", Duration::from_secs(20));
+    signal(submit.id(), "-INT");
+    assert_eq!(submit.wait().unwrap().code(), Some(130));
+    // The worker finishes F(10^8) after its client has gone, and keeps its 21 MB to itself.
+    let t = Instant::now();
+    while !w.log().contains("result dropped") && !w.log().contains(" done in ") {
+        assert!(t.elapsed() < Duration::from_secs(30), "{}", w.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(w.log().contains("result dropped"), "{}", w.log());
+    assert_eq!(redis.empty("1"), "");
+    assert_eq!(
+        redis.cli(&["-n", "0", "hlen", "_celery.celery_process_map"]),
+        "0"
+    );
+}
+
+#[test]
+fn a_task_over_one_workers_memory_goes_to_another() {
+    let Some(redis) = Redis::start() else { return };
+    let small = redis.worker("small", &["-j", "1", "--max-memory", "1M"]);
+    let args = ["10", "1e7"];
+    let submit = redis
+        .submit()
+        .args(["--chunk", "1"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&small, "memory limit", Duration::from_secs(20));
+    let big = redis.worker("big", &["-j", "2"]);
+    let out = submit.wait_with_output().unwrap();
+    check_ok(&out, "submit");
+    assert_eq!(out.stdout, plain(&args));
+    assert!(big.log().contains("n up to 10000000"), "{}", big.log());
+    assert!(small.log().contains("put back"), "{}", small.log());
+    assert_eq!(redis.empty("0"), "");
+    assert_eq!(redis.empty("1"), "");
 }

@@ -91,12 +91,14 @@ pub struct SubmitArgs {
 /// The broker, the result backend and the queue: shared by `worker` and `submit`.
 #[derive(Debug, clap::Args)]
 pub struct RedisArgs {
-    /// Broker: redis://[:PASSWORD@]HOST[:PORT]/DB
-    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
+    /// Broker: redis://[:PASSWORD@]HOST[:PORT]/DB (or in $FIBO_BROKER, which keeps the
+    /// password out of `ps`)
+    #[arg(long, value_name = "URL", env = "FIBO_BROKER", hide_env_values = true, value_parser = RedisUrl)]
     pub broker: String,
 
-    /// Result backend: redis://[:PASSWORD@]HOST[:PORT]/DB [default: the broker]
-    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
+    /// Result backend: redis://[:PASSWORD@]HOST[:PORT]/DB (or in $FIBO_BACKEND)
+    /// [default: the broker]
+    #[arg(long, value_name = "URL", env = "FIBO_BACKEND", hide_env_values = true, value_parser = RedisUrl)]
     pub backend: Option<String>,
 
     /// Queue of `fibo.batch` tasks
@@ -116,22 +118,60 @@ impl RedisArgs {
     }
 }
 
-/// Accepts `redis://...` only: the one broker and backend this build speaks.
+/// Parses `--broker` and `--backend` like [`parse_redis_url`], with errors that never
+/// repeat the value: clap's own error would print the URL, password and all.
+#[derive(Clone, Debug)]
+struct RedisUrl;
+
+impl clap::builder::TypedValueParser for RedisUrl {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let name = arg.map_or_else(|| "URL".to_string(), ToString::to_string);
+        let invalid = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '{name}': {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let s = value
+            .to_str()
+            .ok_or_else(|| invalid("the URL is not valid UTF-8".into()))?;
+        parse_redis_url(s).map_err(invalid)
+    }
+}
+
+/// Accepts `redis://...` only: the one broker and backend this build speaks. Errors show the
+/// URL redacted.
 fn parse_redis_url(s: &str) -> Result<String, String> {
-    let rest = s
-        .strip_prefix("redis://")
-        .ok_or_else(|| format!("'{s}' is not a redis:// URL (expected redis://HOST:PORT/DB)"))?;
+    let shown = redact(s);
+    let Some(rest) = s.strip_prefix("redis://") else {
+        let tls = if s.starts_with("rediss://") {
+            " (TLS, rediss://, is not supported: use an SSH tunnel or a private network)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "'{shown}' is not a redis:// URL (expected redis://HOST:PORT/DB){tls}"
+        ));
+    };
     let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let host = host.split('/').next().unwrap_or("");
+    let host = host.split(['/', '?']).next().unwrap_or("");
     if host.is_empty() {
         return Err(format!(
-            "'{s}' names no host (expected redis://HOST:PORT/DB)"
+            "'{shown}' names no host (expected redis://HOST:PORT/DB)"
         ));
     }
     if let Some((_, port)) = host.rsplit_once(':')
         && port.parse::<u16>().is_err()
     {
-        return Err(format!("'{s}': bad port '{port}'"));
+        return Err(format!("'{shown}': bad port '{port}'"));
     }
     Ok(s.to_string())
 }
@@ -143,18 +183,43 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The URL with its password replaced by `***`, for messages.
+/// The URL with its password (and any query, which may hold one) replaced by `***`, for
+/// messages. Everything before the last `@` after the scheme is taken as user and password.
 #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
 pub fn redact(url: &str) -> String {
-    match url
-        .strip_prefix("redis://")
-        .and_then(|r| r.rsplit_once('@'))
-    {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_string(),
+        };
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, _)) => (r, "?***"),
+        None => (rest, ""),
+    };
+    match rest.rsplit_once('@') {
         Some((auth, host)) => {
-            let user = auth.split(':').next().unwrap_or("");
-            format!("redis://{user}:***@{host}")
+            let user = auth.split_once(':').map_or("", |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{query}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{rest}{query}"),
+    }
+}
+
+/// `text` with the password of `url`, wherever it appears, replaced by `***` (for error
+/// messages of libraries that may quote the URL).
+#[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+pub fn scrub(text: &str, url: &str) -> String {
+    let text = text.replace(url, &redact(url));
+    let secret = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map(|(auth, _)| auth.split_once(':').map_or(auth, |(_, pw)| pw))
+        .unwrap_or("");
+    if secret.len() >= 3 {
+        text.replace(secret, "***")
+    } else {
+        text
     }
 }
 
@@ -212,5 +277,21 @@ mod tests {
         assert_eq!(redact("redis://:s3cret@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(redact("redis://u:s3cret@h/0"), "redis://u:***@h/0");
         assert_eq!(redact("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(redact("rediss://:pw@h/0"), "rediss://:***@h/0");
+        assert_eq!(redact("redis://:p@w/x@h/0"), "redis://:***@h/0");
+        assert_eq!(redact("redis://h/0?password=pw"), "redis://h/0?***");
+        for bad in [
+            "rediss://:pw1@h/0",
+            "redis://:pw1@h:99999/0",
+            "redis://:pw1@/0",
+        ] {
+            let e = parse_redis_url(bad).unwrap_err();
+            assert!(!e.contains("pw1"), "{e}");
+        }
+        let e = scrub(
+            "cannot connect to redis://:pw1@h/0 (pw1)",
+            "redis://:pw1@h/0",
+        );
+        assert!(!e.contains("pw1"), "{e}");
     }
 }

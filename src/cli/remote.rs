@@ -1,10 +1,15 @@
 //! The Celery side of `fibo worker` and `fibo submit` (feature `distributed`).
 //!
-//! celery-rs gives the task definition, the Celery messages (built by `send_task`, read by
-//! its `Delivery` and `Request`) and the result layout (`TaskMeta` under
-//! `celery-task-meta-ID`), so Python's Celery interoperates both ways. The Redis traffic
-//! around them is ours, on reconnecting connections:
+//! celery-rs gives the task definition, the Celery messages (built from its `Signature`,
+//! decoded by its `Delivery`) and the result layout (`TaskMeta` under `celery-task-meta-ID`),
+//! so Python's Celery interoperates both ways. The Redis traffic around them is ours, on
+//! reconnecting connections that retry transient errors (see [`patiently`]):
 //!
+//! - Messages are sent with one LPUSH per group (see [`enqueue`]), not through celery-rs's
+//!   `send_task`, whose pooled connection failed a send outright when Redis restarted.
+//! - The worker reads a message's arguments itself (see [`read_message`]): what Python's
+//!   Celery can send and fibo cannot do (canvas, protocol 1, pickle, compression) fails with
+//!   that reason, and arguments are checked as Python checks a call.
 //! - The worker pops with BRPOP (see [`serve`]). celery-rs 0.6.3's `Celery::consume` stalls
 //!   for good once its Redis consumer reaches the prefetch limit: the stream answers
 //!   `Pending` without keeping a waker, and the task's "finished" event, which re-polls it,
@@ -25,13 +30,12 @@ use std::time::{Duration, Instant};
 use celery::backend::{TaskMeta, TaskState};
 use celery::prelude::*;
 use celery::protocol::TryDeserializeMessage as _;
-use celery::task::Request;
-use celery::{Celery, CeleryBuilder};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parkit::fib::{self, Fibonacci};
 use parkit::schedule;
+use serde_json::value::RawValue;
 
-use super::distributed::{SubmitArgs, WorkerArgs, redact};
+use super::distributed::{SubmitArgs, WorkerArgs, redact, scrub};
 use super::output::{Engine, Format, Printer, What};
 use super::{CliError, collect_inputs, memory, write_error};
 
@@ -52,6 +56,10 @@ const MAX_SUBMIT_INPUTS: u64 = 10_000_000;
 /// and the result is JSON.
 const MAX_RESULT_BYTES: u64 = 480 << 20;
 
+/// The largest string Redis stores (its `proto-max-bulk-len` at most): a result whose JSON
+/// is longer fails with that reason instead of being sent.
+const REDIS_MAX_STRING: u64 = 512 << 20;
+
 /// `submit`'s chunks hold about this much estimated work (nanoseconds on one core) by default:
 /// a task's trip through Redis costs about a millisecond.
 const CHUNK_WORK_NS: f64 = 20e6;
@@ -68,8 +76,9 @@ const CHUNK_BYTES: u64 = 16 << 20;
 /// digits (`"last"`).
 ///
 /// The macro gives the task's name, its argument order for Python's positional arguments and
-/// the message `submit` sends; the worker loop below parses the arguments the same way and
-/// runs [`compute`] (this body is what celery-rs's own loop would run).
+/// the message `submit` sends ([`batch_message`]); the worker binds a message's arguments to
+/// the same names itself ([`read_call`]) and runs [`Job::run`] (this body is what
+/// celery-rs's own loop would run).
 #[celery::task(name = "fibo.batch")]
 async fn batch(ns: Vec<u64>, format: Option<String>, last: Option<u32>) -> TaskResult<Vec<String>> {
     let job = Job::new(ns, format.as_deref(), last).map_err(TaskError::UnexpectedError)?;
@@ -83,6 +92,7 @@ async fn batch(ns: Vec<u64>, format: Option<String>, last: Option<u32>) -> TaskR
 }
 
 /// One task's work, checked.
+#[derive(Debug)]
 struct Job {
     ns: Vec<u64>,
     what: What,
@@ -114,14 +124,15 @@ impl Job {
             .fold(0u64, |acc, &n| acc.saturating_add(self.what.line_bytes(n)))
     }
 
-    /// The lines, on the engine's pool; refused when they would not fit in `limit` bytes.
-    fn run(&self, engine: &Fibonacci, limit: u64) -> Result<Vec<String>, String> {
+    /// Why this job would not fit in `limit` bytes, if it would not: another worker with
+    /// more memory may still take it.
+    fn over(&self, limit: u64) -> Option<String> {
         if self.what.needs_value()
             && let Some(&n) = self.ns.iter().max()
         {
             let need = fib::working_bytes(n, true);
             if need > limit {
-                return Err(format!(
+                return Some(format!(
                     "F({n}) needs about {} while computing, over this worker's memory limit \
                      of {}",
                     memory::human(need),
@@ -129,6 +140,21 @@ impl Job {
                 ));
             }
         }
+        // The lines, the strings and their JSON are held at once.
+        let need = self.bytes().saturating_mul(3);
+        (need > limit).then(|| {
+            format!(
+                "{} inputs make about {} of results, over this worker's memory limit of {}; \
+                 send smaller chunks",
+                self.ns.len(),
+                memory::human(need),
+                memory::human(limit)
+            )
+        })
+    }
+
+    /// The lines, on the engine's pool; refused when they would not fit in `limit` bytes.
+    fn run(&self, engine: &Fibonacci, limit: u64) -> Result<Vec<String>, String> {
         let bytes = self.bytes();
         if bytes > MAX_RESULT_BYTES {
             return Err(format!(
@@ -139,16 +165,8 @@ impl Job {
                 memory::human(MAX_RESULT_BYTES)
             ));
         }
-        // The lines, the strings and their JSON are held at once.
-        let need = bytes.saturating_mul(3);
-        if need > limit {
-            return Err(format!(
-                "{} inputs make about {} of results, over this worker's memory limit of {}; \
-                 send smaller chunks",
-                self.ns.len(),
-                memory::human(need),
-                memory::human(limit)
-            ));
+        if let Some(why) = self.over(limit) {
+            return Err(why);
         }
         let printer = Printer {
             format: Format::Value,
@@ -186,62 +204,71 @@ fn init_logging() {
         .try_init();
 }
 
-/// The Celery app (messages, sending) and connections of our own to the broker and to the
-/// result backend's server. Opening a connection is the reachability check.
+/// Our connections to the broker and to the result backend's server.
 struct Links {
-    app: Arc<Celery>,
     broker: Conn,
     results: Conn,
 }
 
-async fn connect(
-    broker: &str,
-    backend: &str,
-    queue: &str,
-    timeout: Duration,
-) -> Result<Links, CliError> {
-    let unreachable = |what: &str, url: &str, e: &dyn std::fmt::Display| {
-        CliError::Runtime(format!("cannot reach the {what} at {}: {e}", redact(url)))
-    };
-    let open = |url: &str, response: Duration| {
-        let url = url.to_string();
-        async move {
-            match tokio::time::timeout(timeout, connection(&url, timeout, response)).await {
-                Ok(Ok(c)) => Ok(c),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("no answer in time".to_string()),
-            }
-        }
-    };
-    let broker_conn = open(broker, POP_WAIT + timeout)
-        .await
-        .map_err(|e| unreachable("broker", broker, &e))?;
+/// Opens and checks both connections: an unreachable server, a wrong password or a missing
+/// one is a one-line error at start, not a minute of retries.
+async fn connect(broker: &str, backend: &str, timeout: Duration) -> Result<Links, CliError> {
+    let broker_conn = open(broker, "broker", timeout, POP_WAIT + timeout).await?;
     // Results can be hundreds of MB: their writes get minutes, not seconds.
-    let results = open(backend, RESULT_WRITE_WAIT)
-        .await
-        .map_err(|e| unreachable("result backend", backend, &e))?;
-    let app = CeleryBuilder::new("fibo", broker)
-        .default_queue(queue)
-        .broker_connection_timeout(timeout.as_secs().clamp(1, 3600) as u32)
-        .broker_connection_max_retries(1)
-        .build();
-    let app = match tokio::time::timeout(timeout, app).await {
-        Ok(Ok(app)) => Arc::new(app),
-        Ok(Err(e)) => return Err(unreachable("broker", broker, &e)),
-        Err(_) => return Err(unreachable("broker", broker, &"no answer in time")),
-    };
+    let results = open(backend, "result backend", timeout, RESULT_WRITE_WAIT).await?;
     Ok(Links {
-        app,
         broker: broker_conn,
         results,
     })
 }
 
-/// A failure that Python's Celery turns back into `ValueError(message)`.
-fn failure_meta(task_id: &str, message: &str) -> TaskMeta {
+/// A connection to `url` that answered a PING within `timeout`.
+async fn open(
+    url: &str,
+    what: &str,
+    timeout: Duration,
+    response: Duration,
+) -> Result<Conn, CliError> {
+    let fail = |e: &dyn std::fmt::Display| {
+        CliError::Runtime(scrub(
+            &format!("cannot reach the {what} at {}: {e}", redact(url)),
+            url,
+        ))
+    };
+    let conn = match tokio::time::timeout(timeout, connection(url, timeout, response)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(fail(&e)),
+        Err(_) => return Err(fail(&"no answer in time")),
+    };
+    let ping = redis::cmd("PING").clone();
+    match tokio::time::timeout(timeout, ping.query_async::<()>(&mut conn.clone())).await {
+        Ok(Ok(())) => Ok(conn),
+        Ok(Err(e)) if e.code() == Some("NOAUTH") => Err(CliError::Runtime(format!(
+            "Redis at {} requires a password (the {what}): put it in the URL, \
+             redis://:PASSWORD@HOST:PORT/DB, or in $FIBO_BROKER / $FIBO_BACKEND",
+            redact(url)
+        ))),
+        Ok(Err(e)) => Err(fail(&e)),
+        Err(_) => Err(fail(&"no answer in time")),
+    }
+}
+
+/// This machine's name, for log lines.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A failure that Python's Celery turns back into `exc_type(message)` (a builtin exception:
+/// `ValueError`, `TypeError`, `NotImplementedError`).
+fn failure_meta(task_id: &str, exc_type: &str, message: &str) -> TaskMeta {
     let mut meta = TaskMeta::failure(task_id, &TaskError::UnexpectedError(message.into()));
     meta.result = Some(serde_json::json!({
-        "exc_type": "ValueError",
+        "exc_type": exc_type,
         "exc_message": [message],
         "exc_module": "builtins",
     }));
@@ -262,11 +289,10 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
         let backend_url = args.redis.backend_url();
         let timeout = Duration::from_secs(args.redis.connect_timeout);
         let Links {
-            app,
             broker: conn,
             results,
-        } = connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
-        let me = format!("{}:{}", app.hostname, std::process::id());
+        } = connect(&args.redis.broker, backend_url, timeout).await?;
+        let me = format!("fibo@{}:{}", hostname(), std::process::id());
         eprintln!(
             "fibo worker {me}: taking {TASK} from queue '{}' at {} (results to {}), {} threads",
             args.redis.queue,
@@ -276,7 +302,6 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
         );
         let ctx = Arc::new(Ctx {
             results,
-            app,
             engine,
             limit,
             me,
@@ -289,7 +314,6 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
 
 /// What every task of a worker shares.
 struct Ctx {
-    app: Arc<Celery>,
     engine: Arc<Fibonacci>,
     limit: u64,
     me: String,
@@ -355,8 +379,35 @@ async fn connection(url: &str, timeout: Duration, response: Duration) -> redis::
     redis::aio::ConnectionManager::new_with_config(redis::Client::open(url)?, config).await
 }
 
-/// Runs a command until it succeeds, for up to [`BROKER_GRACE`]: the connection reconnects
-/// between tries.
+/// Whether an error may pass by itself: a lost connection, a timeout, a server loading its
+/// data or briefly read-only (a failover). A refusal (out of memory, a value over its size
+/// limit, a wrong type) is not: trying again gets the same answer.
+fn transient(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind as K;
+    e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            K::IoError
+                | K::BusyLoadingError
+                | K::TryAgain
+                | K::ClusterDown
+                | K::MasterDown
+                | K::ReadOnly
+        )
+}
+
+/// A Redis error in one short clause: the server's own words when it answered.
+fn redis_error(e: &redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) if !detail.starts_with(code) => format!("{code} {detail}"),
+        (_, Some(detail)) => detail.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Runs a command until it succeeds, for up to [`BROKER_GRACE`] of transient errors (see
+/// [`transient`]): the connection reconnects between tries. Any other error is returned at
+/// once.
 async fn patiently<T: redis::FromRedisValue>(
     conn: &Conn,
     cmd: &redis::Cmd,
@@ -366,10 +417,53 @@ async fn patiently<T: redis::FromRedisValue>(
         let mut c = conn.clone();
         match cmd.query_async(&mut c).await {
             Ok(v) => return Ok(v),
-            Err(e) if started.elapsed() > BROKER_GRACE => return Err(e),
+            Err(e) if !transient(&e) || started.elapsed() > BROKER_GRACE => return Err(e),
             Err(_) => tokio::time::sleep(POP_WAIT).await,
         }
     }
+}
+
+/// A `fibo.batch(ns, format, last)` call as a Celery message (protocol 2, JSON body, as
+/// celery-rs's `send_task` builds it) for `queue`: its task id and its text. Reusable by any
+/// client of the worker contract.
+fn batch_message(
+    ns: Vec<u64>,
+    format: &str,
+    last: Option<u32>,
+    queue: &str,
+) -> Result<(String, String), String> {
+    let message = celery::protocol::Message::try_from(batch::new(ns, Some(format.into()), last))
+        .map_err(|e| e.to_string())?;
+    let info = celery::protocol::DeliveryInfo {
+        exchange: String::new(),
+        routing_key: queue.to_string(),
+    };
+    let json = message
+        .json_serialized(Some(info))
+        .map_err(|e| e.to_string())?;
+    let json = String::from_utf8(json).map_err(|e| e.to_string())?;
+    Ok((message.task_id().to_string(), json))
+}
+
+/// Puts messages on `queue`, taken first to last (LPUSH, and workers pop with BRPOP), in one
+/// command; transient errors are retried for up to [`BROKER_GRACE`] ([`patiently`]). A retry
+/// after a connection lost mid-command may queue a message twice: harmless, tasks are pure.
+async fn enqueue(conn: &Conn, queue: &str, messages: &[String]) -> redis::RedisResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    patiently(conn, redis::cmd("LPUSH").arg(queue).arg(messages)).await
+}
+
+/// Where a task's state and result are kept (celery-rs's and Celery's layout).
+fn meta_key(id: &str) -> String {
+    format!("celery-task-meta-{id}")
+}
+
+/// A stored task state, parsed (`None`: missing or unreadable). A result reader for any
+/// client of the worker contract.
+fn read_meta(raw: Option<String>) -> Option<TaskMeta> {
+    raw.and_then(|r| serde_json::from_str::<TaskMeta>(&r).ok())
 }
 
 /// Watches SIGINT and SIGTERM from now on: the first calls `on_first` and sets the returned
@@ -494,81 +588,312 @@ async fn serve(
     Ok(())
 }
 
+/// Why a message is not run: the exception Python's Celery raises for it (a builtin type)
+/// and its message.
+#[derive(Debug)]
+struct Refusal {
+    exc_type: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    /// Bad argument values (Python's `ValueError`).
+    fn value(message: impl Into<String>) -> Refusal {
+        Refusal {
+            exc_type: "ValueError",
+            message: message.into(),
+        }
+    }
+
+    /// A call Python itself would refuse: wrong arity, unknown keywords (`TypeError`).
+    fn call(message: impl Into<String>) -> Refusal {
+        Refusal {
+            exc_type: "TypeError",
+            message: message.into(),
+        }
+    }
+
+    /// Something Celery can send that fibo does not do (`NotImplementedError`).
+    fn unsupported(message: impl Into<String>) -> Refusal {
+        Refusal {
+            exc_type: "NotImplementedError",
+            message: message.into(),
+        }
+    }
+}
+
+/// A message read off the queue.
+#[derive(Debug)]
+enum Taken {
+    /// A `fibo.batch` call to run.
+    Run(Job),
+    /// Refused; the failure is also stored under these ids: the callbacks the message
+    /// carries, whose results a client may be waiting on (a chord's or a chain's).
+    Refuse(Refusal, Vec<String>),
+}
+
+/// Reads a Celery message: its task id and what to do with it, or why it has no id to answer
+/// under.
+fn read_message(raw: &str) -> Result<(String, Taken), String> {
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| format!("not a JSON message: {e}"))?;
+    let id = v["headers"]["id"]
+        .as_str()
+        .or_else(|| v["properties"]["correlation_id"].as_str())
+        .ok_or("a message without a task id")?
+        .to_string();
+    let taken = read_call(&v, raw).unwrap_or_else(|r| Taken::Refuse(r, Vec::new()));
+    Ok((id, taken))
+}
+
+/// Most characters of a bad argument shown in a message.
+const SHOWN: usize = 60;
+
+/// An argument's JSON text for a message, cut short.
+fn shown(raw: &str) -> String {
+    let raw = raw.trim();
+    match raw.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}...", &raw[..end]),
+        None => raw.to_string(),
+    }
+}
+
+/// The call in a message (`v` is `raw` parsed), checked as Python checks
+/// `fibo.batch(ns, format="value", last=None)`.
+fn read_call(v: &serde_json::Value, raw: &str) -> Result<Taken, Refusal> {
+    let headers = &v["headers"];
+    if let Some(c) = headers.get("compression").filter(|c| !c.is_null()) {
+        return Err(Refusal::unsupported(format!(
+            "compressed messages ({c}) are not supported by fibo worker; send them without \
+             compression"
+        )));
+    }
+    let content = v["content-type"].as_str().unwrap_or("no content type");
+    if content != "application/json" {
+        return Err(Refusal::unsupported(format!(
+            "messages in {content} are not supported by fibo worker; send JSON (Celery's \
+             task_serializer = \"json\", the default)"
+        )));
+    }
+    let Some(task) = headers["task"].as_str() else {
+        return Err(Refusal::unsupported(
+            "Celery message protocol 1 is not supported by fibo worker; send protocol 2 \
+             (task_protocol = 2, the default)",
+        ));
+    };
+    if task != TASK {
+        // A shared broker's default queue may carry other apps' tasks: give each app its
+        // own queue (--queue).
+        return Err(Refusal::value(format!(
+            "this worker runs {TASK} only, not {task}"
+        )));
+    }
+    let message = serde_json::from_str::<celery::protocol::Delivery>(raw)
+        .map_err(|e| e.to_string())
+        .and_then(|d| d.try_deserialize_message().map_err(|e| e.to_string()))
+        .map_err(|e| Refusal::value(format!("an unreadable {TASK} message: {e}")))?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    if message
+        .headers
+        .eta
+        .is_some_and(|t| t.timestamp_millis() > now_ms)
+    {
+        return Err(Refusal::unsupported(
+            "a countdown or eta is not supported by fibo worker",
+        ));
+    }
+    if message
+        .headers
+        .expires
+        .is_some_and(|t| t.timestamp_millis() <= now_ms)
+    {
+        return Err(Refusal::value("the task expired before a worker took it"));
+    }
+    let body = std::str::from_utf8(&message.raw_body)
+        .map_err(|e| Refusal::value(format!("an unreadable {TASK} message: {e}")))?;
+    let bad_body = || {
+        Refusal::value(format!(
+            "a {TASK} message whose body is not [args, kwargs, embed]"
+        ))
+    };
+    let parts: Vec<&RawValue> = serde_json::from_str(body).map_err(|_| bad_body())?;
+    let args: Vec<&RawValue> = match parts.first() {
+        Some(a) => serde_json::from_str(a.get()).map_err(|_| bad_body())?,
+        None => Vec::new(),
+    };
+    let kwargs: std::collections::BTreeMap<String, &RawValue> = match parts.get(1) {
+        Some(k) => serde_json::from_str(k.get()).map_err(|_| bad_body())?,
+        None => Default::default(),
+    };
+    let embed: serde_json::Value = match parts.get(2) {
+        Some(e) => serde_json::from_str(e.get()).map_err(|_| bad_body())?,
+        None => serde_json::Value::Null,
+    };
+    // Canvas: fibo runs the task but does not send callbacks on (Celery's worker does). The
+    // callbacks' ids get the failure too, so that a client waiting on a chain's or a chord's
+    // result hears of it.
+    let mut canvas = Vec::new();
+    let mut also = Vec::new();
+    for (key, what) in [
+        ("callbacks", "link"),
+        ("errbacks", "link_error"),
+        ("chain", "chain"),
+        ("chord", "chord"),
+    ] {
+        match &embed[key] {
+            serde_json::Value::Null => continue,
+            serde_json::Value::Array(a) if a.is_empty() => continue,
+            serde_json::Value::Array(a) => a.iter().for_each(|s| callback_ids(s, &mut also)),
+            other => callback_ids(other, &mut also),
+        }
+        canvas.push(what);
+    }
+    if !canvas.is_empty() {
+        let why = Refusal::unsupported(format!(
+            "Celery canvas ({}) is not supported by fibo worker: send {TASK} tasks on their own \
+             and combine their results in the client",
+            canvas.join(", ")
+        ));
+        return Ok(Taken::Refuse(why, also));
+    }
+    // Bound as Python binds a call: positional arguments first, then keywords.
+    const PARAMS: [&str; 3] = ["ns", "format", "last"];
+    if args.len() > PARAMS.len() {
+        return Err(Refusal::call(format!(
+            "{TASK}() takes from 1 to 3 positional arguments but {} were given",
+            args.len()
+        )));
+    }
+    let mut given: [Option<&RawValue>; 3] = [None; 3];
+    for (slot, a) in given.iter_mut().zip(&args) {
+        *slot = Some(*a);
+    }
+    for (k, v) in &kwargs {
+        let Some(i) = PARAMS.iter().position(|p| p == k) else {
+            return Err(Refusal::call(format!(
+                "{TASK}() got an unexpected keyword argument '{k}'"
+            )));
+        };
+        if given[i].is_some() {
+            return Err(Refusal::call(format!(
+                "{TASK}() got multiple values for argument '{k}'"
+            )));
+        }
+        given[i] = Some(*v);
+    }
+    fn present(v: Option<&RawValue>) -> Option<&RawValue> {
+        v.filter(|v| v.get().trim() != "null")
+    }
+    let Some(ns) = present(given[0]) else {
+        return Err(Refusal::call(format!(
+            "{TASK}() missing 1 required positional argument: 'ns'"
+        )));
+    };
+    let items: Vec<&RawValue> = serde_json::from_str(ns.get()).map_err(|_| {
+        Refusal::value(format!(
+            "bad arguments: {TASK}'s ns must be a list of integers from 0 to {}, not {}",
+            u64::MAX,
+            shown(ns.get())
+        ))
+    })?;
+    let ns = items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            x.get().trim().parse::<u64>().map_err(|_| {
+                Refusal::value(format!(
+                    "bad arguments: {TASK}'s ns[{i}] is {}, not an integer from 0 to {}",
+                    shown(x.get()),
+                    u64::MAX
+                ))
+            })
+        })
+        .collect::<Result<Vec<u64>, Refusal>>()?;
+    let format = match present(given[1]) {
+        None => None,
+        Some(f) => Some(serde_json::from_str::<String>(f.get()).map_err(|_| {
+            Refusal::value(format!(
+                "bad arguments: {TASK}'s format must be \"value\", \"digits\" or \"last\", not {}",
+                shown(f.get())
+            ))
+        })?),
+    };
+    let last = match present(given[2]) {
+        None => None,
+        Some(k) => Some(k.get().trim().parse::<u64>().map_err(|_| {
+            Refusal::value(format!(
+                "bad arguments: {TASK}'s last must be an integer from 1 to 10000000, not {}",
+                shown(k.get())
+            ))
+        })?),
+    };
+    let last = last.map(|k| u32::try_from(k).unwrap_or(u32::MAX));
+    Job::new(ns, format.as_deref(), last)
+        .map(Taken::Run)
+        .map_err(|e| Refusal::value(format!("bad arguments to {TASK}: {e}")))
+}
+
+/// The task ids in a callback signature (a frozen one has `options.task_id`), and in the
+/// signatures it nests (a chain's or a group's `kwargs.tasks`, a chord's `kwargs.body`).
+fn callback_ids(sig: &serde_json::Value, ids: &mut Vec<String>) {
+    if ids.len() >= 1000 {
+        return;
+    }
+    if let Some(id) = sig["options"]["task_id"].as_str() {
+        ids.push(id.to_string());
+    }
+    if let Some(tasks) = sig["kwargs"]["tasks"].as_array() {
+        tasks.iter().for_each(|t| callback_ids(t, ids));
+    }
+    if sig["kwargs"]["body"].is_object() {
+        callback_ids(&sig["kwargs"]["body"], ids);
+    }
+}
+
 /// One message: started, computed on the rayon pool, result stored, then acknowledged.
 async fn handle(ctx: &Arc<Ctx>, raw: String) {
-    let message = serde_json::from_str::<celery::protocol::Delivery>(&raw)
-        .map_err(|e| e.to_string())
-        .and_then(|d| d.try_deserialize_message().map_err(|e| e.to_string()));
-    let message = match message {
+    let (id, taken) = match read_message(&raw) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("fibo worker {}: dropped an unreadable message: {e}", ctx.me);
             return;
         }
     };
-    let id = message.task_id().to_string();
     let short = id.get(..8).unwrap_or(&id).to_string();
-    let withdrawn = redis::cmd("EXISTS").arg(withdrawn_key(&id)).clone();
-    if patiently::<bool>(&ctx.conn, &withdrawn)
-        .await
-        .unwrap_or(false)
-    {
+    if is_withdrawn(ctx, &id).await {
         eprintln!(
             "fibo worker {}: task {short} withdrawn by its client, skipped",
             ctx.me
         );
         return;
     }
-    let taken = redis::cmd("HSET")
+    let taken_key = redis::cmd("HSET")
         .arg(unacked_key(&ctx.queue))
         .arg(&id)
         .arg(&raw)
         .clone();
-    let _ = patiently::<()>(&ctx.conn, &taken).await;
-    if message.headers.task != TASK {
-        // A shared broker's default queue may carry other apps' tasks: give each app its
-        // own queue (--queue).
-        let why = format!("this worker runs {TASK} only, not {}", message.headers.task);
-        return fail(ctx, &id, why).await;
-    }
-    let body = message.raw_body.clone();
-    let request = match Request::<batch>::try_from_message(Arc::clone(&ctx.app), message) {
-        Ok(r) => r,
-        Err(_) => return fail(ctx, &id, bad_arguments(&body)).await,
+    let _ = patiently::<()>(&ctx.conn, &taken_key).await;
+    let job = match taken {
+        Taken::Run(job) => job,
+        Taken::Refuse(why, also) => {
+            for other in &also {
+                let _ = store(ctx, failure_meta(other, why.exc_type, &why.message)).await;
+            }
+            return fail(ctx, &id, why).await;
+        }
     };
-    if request.is_delayed() {
-        return fail(
-            ctx,
-            &id,
-            "a countdown or eta is not supported by fibo worker".into(),
-        )
-        .await;
+    if let Some(why) = job.over(ctx.limit) {
+        return pass_on(ctx, &id, &raw, why).await;
     }
-    if request.is_expired() {
-        return fail(ctx, &id, "the task expired before a worker took it".into()).await;
-    }
-    let job = serde_json::to_value(&request.params)
-        .map_err(|e| e.to_string())
-        .and_then(|p| {
-            let ns = serde_json::from_value::<Vec<u64>>(p["ns"].clone())
-                .map_err(|e| format!("bad arguments: ns must be a list of integers >= 0: {e}"))?;
-            let format = p["format"].as_str().map(str::to_string);
-            let last = p["last"]
-                .as_u64()
-                .map(|k| k.min(u64::from(u32::MAX)) as u32);
-            Job::new(ns, format.as_deref(), last)
-        });
-    let job = match job {
-        Ok(j) => j,
-        Err(why) => return fail(ctx, &id, why).await,
-    };
     let top = job.ns.iter().max().copied().unwrap_or(0);
     eprintln!(
         "fibo worker {}: task {short} started: {} inputs, n up to {top}",
         ctx.me,
         job.ns.len()
     );
-    store(ctx, TaskMeta::started(&id)).await;
+    let _ = store(ctx, TaskMeta::started(&id)).await;
     let started = Instant::now();
     let work = Arc::clone(ctx);
     let outcome = tokio::task::spawn_blocking(move || job.run(&work.engine, work.limit))
@@ -582,44 +907,137 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
         Err(why) => Err(why),
     };
     let json = match json {
-        Ok(json) => json,
-        Err(why) => return fail(ctx, &id, why).await,
+        Ok(json) if json.len() as u64 > REDIS_MAX_STRING => Err(format!(
+            "the result is {}, more than one Redis value holds ({}); send smaller chunks",
+            memory::human(json.len() as u64),
+            memory::human(REDIS_MAX_STRING)
+        )),
+        other => other,
     };
+    let json = match json {
+        Ok(json) => json,
+        Err(why) => return fail(ctx, &id, Refusal::value(why)).await,
+    };
+    // A client that withdrew the task (interrupted, or answered by another copy) has
+    // deleted its keys or is about to: a result stored now would stay for RESULT_TTL.
+    if is_withdrawn(ctx, &id).await {
+        eprintln!(
+            "fibo worker {}: task {short} withdrawn by its client while running; result \
+             dropped",
+            ctx.me
+        );
+        forget(ctx, &id).await;
+        return ack(ctx, &id).await;
+    }
     // Acknowledged only once the result is stored (acks late). A task whose result cannot be
-    // stored stays unacknowledged, as does the task of a worker that dies: nothing redelivers
-    // from that hash (neither celery-rs nor Celery's Redis transport does), so it is
-    // `submit`'s resending that recovers such a task; a Python client has to send it again.
-    if store_json(ctx, &id, json, true).await {
-        eprintln!("fibo worker {}: task {short} done in {took:.1} ms", ctx.me);
-        ack(ctx, &id).await;
+    // stored for a minute of Redis errors stays unacknowledged, as does the task of a worker
+    // that dies: nothing redelivers from that hash (neither celery-rs nor Celery's Redis
+    // transport does), so it is `submit`'s resending that recovers such a task; a Python
+    // client has to send it again. A result Redis refuses fails the task with its reason.
+    match store_json(ctx, &id, json, true).await {
+        Ok(()) => {
+            // Withdrawn between the check above and the store: the client may have deleted
+            // its keys already, so this copy deletes its own.
+            if is_withdrawn(ctx, &id).await {
+                forget(ctx, &id).await;
+            }
+            eprintln!("fibo worker {}: task {short} done in {took:.1} ms", ctx.me);
+            ack(ctx, &id).await;
+        }
+        Err(Stored::Refused(why)) => fail(ctx, &id, Refusal::value(why)).await,
+        Err(Stored::Unreachable(why)) => {
+            eprintln!("fibo worker {}: cannot store a result: {why}", ctx.me);
+        }
     }
 }
+
+/// Whether the task's client withdrew it (see [`withdrawn_key`]); `false` when the broker
+/// cannot tell.
+async fn is_withdrawn(ctx: &Ctx, id: &str) -> bool {
+    let exists = redis::cmd("EXISTS").arg(withdrawn_key(id)).clone();
+    patiently::<bool>(&ctx.conn, &exists).await.unwrap_or(false)
+}
+
+/// Deletes a task's stored state (best effort).
+async fn forget(ctx: &Ctx, id: &str) {
+    let del = redis::cmd("DEL").arg(meta_key(id)).clone();
+    let _ = patiently::<()>(&ctx.results, &del).await;
+}
+
+/// Times a task refused for want of memory is put back on the queue for another worker,
+/// [`PASS_ON_PAUSE`] apart, before it fails with the reason: a bound, since no worker knows
+/// whether any other has more memory.
+const MAX_PASS_ON: u64 = 5;
+
+/// How long a worker holds a task it refused for want of memory before putting it back:
+/// other workers get time to take it, and the task fails within seconds when none can.
+const PASS_ON_PAUSE: Duration = Duration::from_millis(500);
+
+/// A task over this worker's `--max-memory`: put back at the end of the queue for a worker
+/// with more memory, up to [`MAX_PASS_ON`] times, then failed. The count travels in the
+/// message, as the header `fibo_passed_on` (Celery ignores headers it does not know), so
+/// nothing is left in Redis.
+async fn pass_on(ctx: &Ctx, id: &str, raw: &str, why: String) {
+    let short = id.get(..8).unwrap_or(id);
+    let mut message: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+    let count = message["headers"]["fibo_passed_on"].as_u64().unwrap_or(0) + 1;
+    if count > MAX_PASS_ON || !message["headers"].is_object() {
+        let why = format!("{why} (no worker took it after {MAX_PASS_ON} tries)");
+        return fail(ctx, id, Refusal::value(why)).await;
+    }
+    message["headers"]["fibo_passed_on"] = count.into();
+    eprintln!(
+        "fibo worker {}: task {short} put back for a worker with more memory ({count} of \
+         {MAX_PASS_ON}): {why}",
+        ctx.me
+    );
+    tokio::time::sleep(PASS_ON_PAUSE).await;
+    if let Err(e) = enqueue(&ctx.conn, &ctx.queue, &[message.to_string()]).await {
+        return fail(
+            ctx,
+            id,
+            Refusal::value(format!("{why}; cannot put it back: {e}")),
+        )
+        .await;
+    }
+    ack(ctx, id).await;
+}
+
+/// Tries to store a failure Redis refused (out of memory: the refused result's request
+/// buffer is freed within seconds, and the failure is small).
+const FAILURE_TRIES: u32 = 5;
 
 /// Stores a task's failure, then acknowledges it.
-async fn fail(ctx: &Ctx, id: &str, why: String) {
+///
+/// A refused write is tried again, up to [`FAILURE_TRIES`] in all, a second apart, and the
+/// failure is published meanwhile (Redis publishes even when out of memory), so that a
+/// Python `get()` waiting on the result's channel hears of it either way.
+async fn fail(ctx: &Ctx, id: &str, why: Refusal) {
     let short = id.get(..8).unwrap_or(id);
-    eprintln!("fibo worker {}: task {short} failed: {why}", ctx.me);
-    if store(ctx, failure_meta(id, &why)).await {
-        ack(ctx, id).await;
-    }
-}
-
-/// Names the arguments a task could not be called with.
-fn bad_arguments(raw_body: &[u8]) -> String {
-    let body: serde_json::Value = serde_json::from_slice(raw_body).unwrap_or_default();
-    let mut shown = format!("args {}, kwargs {}", body[0], body[1]);
-    if shown.len() > 200 {
-        let mut end = 200;
-        while !shown.is_char_boundary(end) {
-            end -= 1;
+    eprintln!(
+        "fibo worker {}: task {short} failed: {}",
+        ctx.me, why.message
+    );
+    let meta = failure_meta(id, why.exc_type, &why.message);
+    for tried in 1.. {
+        match store(ctx, meta.clone()).await {
+            Ok(()) => return ack(ctx, id).await,
+            Err(Stored::Refused(_)) if tried < FAILURE_TRIES => {
+                if tried == 1 {
+                    if let Ok(json) = serde_json::to_string(&meta) {
+                        publish(ctx, &meta_key(id), json).await;
+                    }
+                    // The STARTED state would tell `submit` the task is still running.
+                    forget(ctx, id).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(Stored::Refused(e) | Stored::Unreachable(e)) => {
+                eprintln!("fibo worker {}: cannot store a failure: {e}", ctx.me);
+                return;
+            }
         }
-        shown.truncate(end);
-        shown.push_str("...");
     }
-    format!(
-        "bad arguments ({shown}); expected {TASK}(ns: a list of integers from 0 to \
-         18446744073709551615, format: \"value\" | \"digits\" | \"last\", last: K)"
-    )
 }
 
 /// A success in celery-rs's `TaskMeta` layout (which Python's Celery reads too), serialized
@@ -645,52 +1063,102 @@ fn success_json(id: &str, lines: &[String]) -> serde_json::Result<String> {
     })
 }
 
-/// Stores a state ([`store_json`]); whether it was stored.
-async fn store(ctx: &Ctx, meta: TaskMeta) -> bool {
+/// Why a state was not stored.
+#[derive(Debug)]
+enum Stored {
+    /// Redis answered with a refusal (out of memory, a value over its size limit): the task
+    /// fails with it.
+    Refused(String),
+    /// Redis stayed unreachable for [`BROKER_GRACE`].
+    Unreachable(String),
+}
+
+/// Stores a state ([`store_json`]).
+async fn store(ctx: &Ctx, meta: TaskMeta) -> Result<(), Stored> {
     let last = matches!(meta.status, TaskState::Success | TaskState::Failure);
-    match serde_json::to_string(&meta) {
-        Ok(json) => store_json(ctx, &meta.task_id, json, last).await,
-        Err(e) => {
-            eprintln!("fibo worker {}: cannot encode a result: {e}", ctx.me);
-            false
-        }
-    }
+    let json = serde_json::to_string(&meta)
+        .map_err(|e| Stored::Refused(format!("cannot encode a result: {e}")))?;
+    store_json(ctx, &meta.task_id, json, last).await
 }
 
 /// Stores a task's state, in celery-rs's `TaskMeta` layout, where its Redis backend and
 /// Python's Celery read it (`celery-task-meta-ID`, expiring like Celery's results). A final
 /// state (`last`) is then published, as Python's Celery does, when a client is subscribed: a
-/// Python `get()` waits on that channel. One serialization serves both. Whether it was
-/// stored (tried for up to [`BROKER_GRACE`]).
-async fn store_json(ctx: &Ctx, id: &str, json: String, last: bool) -> bool {
-    let key = format!("celery-task-meta-{id}");
+/// Python `get()` waits on that channel. One serialization serves both.
+///
+/// Transient errors are retried for up to [`BROKER_GRACE`]. A refusal is returned at once,
+/// and so is a large write on which Redis closes the connection three times while it answers
+/// a PING in between: that is a value over its `proto-max-bulk-len`.
+async fn store_json(ctx: &Ctx, id: &str, json: String, last: bool) -> Result<(), Stored> {
+    let key = meta_key(id);
+    let size = memory::human(json.len() as u64);
     let set = redis::cmd("SET")
         .arg(&key)
         .arg(&json)
         .arg("EX")
         .arg(RESULT_TTL.as_secs())
         .clone();
-    if let Err(e) = patiently::<()>(&ctx.results, &set).await {
-        eprintln!("fibo worker {}: cannot store a result: {e}", ctx.me);
-        return false;
+    let started = Instant::now();
+    let mut dropped = 0;
+    loop {
+        let mut conn = ctx.results.clone();
+        let e = match set.query_async::<()>(&mut conn).await {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        if !transient(&e) {
+            let detail = e.detail().unwrap_or_default();
+            let hint = if detail.contains("bulk length") {
+                " (the result is over the server's proto-max-bulk-len)"
+            } else {
+                ""
+            };
+            return Err(Stored::Refused(format!(
+                "Redis refused to store the result ({size}): {}{hint}",
+                redis_error(&e)
+            )));
+        }
+        if started.elapsed() > BROKER_GRACE {
+            return Err(Stored::Unreachable(format!(
+                "Redis errors for {} s: {e}",
+                BROKER_GRACE.as_secs()
+            )));
+        }
+        tokio::time::sleep(POP_WAIT / 4).await;
+        let ping = redis::cmd("PING").clone();
+        if json.len() > 1 << 20 && ping.query_async::<()>(&mut conn).await.is_ok() {
+            dropped += 1;
+            if dropped == 3 {
+                return Err(Stored::Refused(format!(
+                    "Redis closed the connection on each of 3 tries to store the result \
+                     ({size}) but answers otherwise: is its proto-max-bulk-len smaller? ({e})"
+                )));
+            }
+            continue;
+        }
+        tokio::time::sleep(POP_WAIT).await;
     }
-    if !last {
-        return true;
+    if last {
+        publish(ctx, &key, json).await;
     }
+    Ok(())
+}
+
+/// Publishes a final state on its key's channel when a client listens (best effort).
+async fn publish(ctx: &Ctx, key: &str, json: String) {
     let mut conn = ctx.results.clone();
     let listeners: redis::RedisResult<Vec<(String, u64)>> = redis::cmd("PUBSUB")
         .arg("NUMSUB")
-        .arg(&key)
+        .arg(key)
         .query_async(&mut conn)
         .await;
     if listeners.is_ok_and(|l| l.iter().any(|(_, n)| *n > 0)) {
         let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
-            .arg(&key)
+            .arg(key)
             .arg(json)
             .query_async(&mut conn)
             .await;
     }
-    true
 }
 
 async fn ack(ctx: &Ctx, id: &str) {
@@ -785,11 +1253,7 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
         let interrupted = watch_signals(|| {})?;
         let backend_url = args.redis.backend_url();
         let timeout = Duration::from_secs(args.redis.connect_timeout);
-        let Links {
-            app,
-            broker,
-            results,
-        } = connect(&args.redis.broker, backend_url, &args.redis.queue, timeout).await?;
+        let Links { broker, results } = connect(&args.redis.broker, backend_url, timeout).await?;
         let mut chunks: Vec<Chunk> = ranges
             .into_iter()
             .map(|range| Chunk {
@@ -803,7 +1267,6 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
             .collect();
         let mut g = Gather {
             args,
-            app,
             ns: &ns,
             format,
             last,
@@ -821,8 +1284,8 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
         let bar = progress_bar(args, chunks.len() as u64);
         let result = gather(&mut g, &mut chunks, &bar).await;
         bar.finish_and_clear();
-        // Withdraw what is still out, and leave no result behind in the backend (copies
-        // still running expire with the TTL).
+        // Withdraw what is still out, and leave no result behind in the backend: copies still
+        // running see the withdrawal and store nothing (see `handle`).
         let open: Vec<String> = chunks
             .iter()
             .filter(|c| c.result.is_none() && !c.printed)
@@ -832,7 +1295,7 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
         let keys: Vec<String> = chunks
             .iter()
             .filter(|c| !c.printed)
-            .flat_map(|c| c.ids.iter().map(|id| format!("celery-task-meta-{id}")))
+            .flat_map(|c| c.ids.iter().map(|id| meta_key(id)))
             .collect();
         for batch in keys.chunks(1024) {
             let _: redis::RedisResult<()> = redis::cmd("DEL")
@@ -911,7 +1374,6 @@ struct Chunk {
 /// Everything `gather` needs besides the chunks.
 struct Gather<'a> {
     args: &'a SubmitArgs,
-    app: Arc<Celery>,
     ns: &'a [u64],
     format: &'static str,
     last: Option<u32>,
@@ -928,15 +1390,6 @@ struct Gather<'a> {
 }
 
 impl Gather<'_> {
-    fn signature(&self, c: &Chunk) -> celery::task::Signature<batch> {
-        batch::new(
-            self.ns[c.range.clone()].to_vec(),
-            Some(self.format.to_string()),
-            self.last,
-        )
-        .with_queue(&self.args.redis.queue)
-    }
-
     fn send_error(&self, e: &dyn std::fmt::Display) -> CliError {
         CliError::Runtime(format!(
             "cannot send to {}: {e}",
@@ -944,39 +1397,40 @@ impl Gather<'_> {
         ))
     }
 
-    async fn send(&self, c: &Chunk) -> Result<String, CliError> {
-        let sig = self.signature(c);
-        self.app
-            .send_task(sig)
-            .await
-            .map(|r| r.task_id)
-            .map_err(|e| self.send_error(&e))
-    }
-
-    /// Sends every chunk, most expensive first (the workers take the queue in this order),
-    /// up to 64 at a time.
-    async fn send_all(&self, chunks: &mut [Chunk], order: &[usize]) -> Result<(), CliError> {
+    /// Sends a copy of each chunk in `order`, in that order (the workers take the queue in
+    /// it), 64 messages to a command. Transient broker errors are retried for up to
+    /// [`BROKER_GRACE`], as every other Redis command here.
+    async fn send(&self, chunks: &mut [Chunk], order: &[usize]) -> Result<(), CliError> {
         for group in order.chunks(64) {
-            let mut sending = tokio::task::JoinSet::new();
+            let mut messages = Vec::with_capacity(group.len());
+            let mut ids = Vec::with_capacity(group.len());
             for &i in group {
-                let (app, sig) = (Arc::clone(&self.app), self.signature(&chunks[i]));
-                sending.spawn(async move { (i, app.send_task(sig).await.map(|r| r.task_id)) });
+                let ns = self.ns[chunks[i].range.clone()].to_vec();
+                let (id, message) =
+                    batch_message(ns, self.format, self.last, &self.args.redis.queue)
+                        .map_err(|e| self.send_error(&e))?;
+                ids.push(id);
+                messages.push(message);
             }
-            while let Some(sent) = sending.join_next().await {
-                let (i, id) = sent.map_err(|e| self.send_error(&e))?;
-                chunks[i].ids.push(id.map_err(|e| self.send_error(&e))?);
+            enqueue(&self.broker, &self.args.redis.queue, &messages)
+                .await
+                .map_err(|e| self.send_error(&e))?;
+            for (&i, id) in group.iter().zip(ids) {
+                chunks[i].ids.push(id);
                 chunks[i].sent = Instant::now();
+                chunks[i].started = None;
             }
         }
         Ok(())
     }
 
     fn inputs(&self, c: &Chunk) -> String {
-        format!(
-            "the inputs from F({}) to F({})",
-            self.ns[c.range.start],
-            self.ns[c.range.end - 1]
-        )
+        let (first, last) = (self.ns[c.range.start], self.ns[c.range.end - 1]);
+        if c.range.len() == 1 {
+            format!("F({first})")
+        } else {
+            format!("the inputs from F({first}) to F({last})")
+        }
     }
 
     async fn queue_len(&mut self) -> Result<u64, CliError> {
@@ -1035,7 +1489,7 @@ async fn gather(
         if !batch.is_empty() {
             // The most expensive first: the workers take the queue in this order.
             batch.sort_by(|&a, &b| g.costs[b].total_cmp(&g.costs[a]));
-            g.send_all(chunks, &batch).await?;
+            g.send(chunks, &batch).await?;
             open.extend(batch);
         }
         if g.queue_len().await? == 0 {
@@ -1043,7 +1497,9 @@ async fn gather(
         } else {
             empty_since = None;
         }
-        open.retain(|&i| chunks[i].result.is_none());
+        // Printed chunks have given up their result (`take`): without `printed` they would
+        // look unanswered, then late, and be sent again.
+        open.retain(|&i| chunks[i].result.is_none() && !chunks[i].printed);
         let mut window: Vec<usize> = Vec::new();
         let mut window_bytes = 0u64;
         for &i in open.iter().take(WINDOW) {
@@ -1055,12 +1511,7 @@ async fn gather(
         }
         let keys: Vec<String> = window
             .iter()
-            .flat_map(|&i| {
-                chunks[i]
-                    .ids
-                    .iter()
-                    .map(|id| format!("celery-task-meta-{id}"))
-            })
+            .flat_map(|&i| chunks[i].ids.iter().map(|id| meta_key(id)))
             .collect();
         let metas: Vec<Option<String>> = if keys.is_empty() {
             Vec::new()
@@ -1071,11 +1522,12 @@ async fn gather(
         };
         let mut metas = metas.into_iter();
         let mut progress = false;
+        let mut resend = Vec::new();
         for &i in &window {
             let copies = chunks[i].ids.len();
             let mut found: Option<(usize, Vec<String>)> = None;
             for (k, raw) in metas.by_ref().take(copies).enumerate() {
-                let Some(meta) = raw.and_then(|r| serde_json::from_str::<TaskMeta>(&r).ok()) else {
+                let Some(meta) = read_meta(raw) else {
                     continue;
                 };
                 match meta.status {
@@ -1155,13 +1607,12 @@ async fn gather(
                     g.args.retries + 1
                 );
             });
-            let id = g.send(c).await?;
-            c.ids.push(id);
-            c.sent = Instant::now();
-            c.started = None;
-            activity = Instant::now();
+            // Not progress: the next chunks of a dead worker's are just as late.
+            resend.push(i);
         }
+        g.send(chunks, &resend).await?;
         // Print what is ready, in input order, and let it go.
+        let mut done_keys = Vec::new();
         while let Some(c) = chunks.get_mut(printed) {
             let Some(lines) = c.result.take() else { break };
             let mut text = Vec::new();
@@ -1171,25 +1622,25 @@ async fn gather(
             out.write_all(&text).map_err(write_error)?;
             c.printed = true;
             in_flight -= g.bytes[printed];
-            let keys: Vec<String> = c
-                .ids
-                .iter()
-                .map(|id| format!("celery-task-meta-{id}"))
-                .collect();
-            let _: redis::RedisResult<()> = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut g.results)
-                .await;
+            done_keys.extend(c.ids.iter().map(|id| meta_key(id)));
             printed += 1;
         }
         out.flush().map_err(write_error)?;
+        // One DEL a round, not one per chunk: 10^5 tiny chunks are 10^5 round trips less.
+        for keys in done_keys.chunks(1024) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut g.results)
+                .await;
+        }
         if printed < chunks.len() {
-            pause = if progress {
-                Duration::from_millis(5)
+            // Results coming in: poll again at once; none: back off.
+            if progress {
+                pause = Duration::from_millis(5);
             } else {
-                (pause * 2).min(Duration::from_millis(200))
-            };
-            tokio::time::sleep(pause).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
         }
     }
     Ok(())
@@ -1239,7 +1690,7 @@ mod tests {
 
     #[test]
     fn failure_messages_are_read_from_fibo_and_from_python_workers() {
-        let fibo = failure_meta("a", "F(9) is too big");
+        let fibo = failure_meta("a", "ValueError", "F(9) is too big");
         assert_eq!(failure_message(&fibo), "F(9) is too big");
         // As Python's Celery stores an exception.
         let mut python = TaskMeta::failure("b", &TaskError::UnexpectedError(String::new()));
@@ -1255,6 +1706,64 @@ mod tests {
         );
         python.result = Some(serde_json::json!("boom"));
         assert_eq!(failure_message(&python), "boom");
+    }
+
+    #[test]
+    fn messages_are_read_as_python_binds_a_call() {
+        let (id, raw) = batch_message(vec![10, 20], "last", Some(3), "q").unwrap();
+        let (got, taken) = read_message(&raw).unwrap();
+        assert_eq!(got, id);
+        let Taken::Run(job) = taken else {
+            panic!("{taken:?}")
+        };
+        assert_eq!(job.ns, [10, 20]);
+        assert!(matches!(job.what, What::Last(3)));
+        // The same message with another body (args, kwargs, embed), as Python sends it.
+        let with_body = |body: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+            let b64 = |s: &str| {
+                // A tiny base64 encoder: enough for a test.
+                const A: &[u8] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+                let mut out = String::new();
+                for c in s.as_bytes().chunks(3) {
+                    let n = c
+                        .iter()
+                        .enumerate()
+                        .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+                    for k in 0..4 {
+                        if k <= c.len() {
+                            out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+                        } else {
+                            out.push('=');
+                        }
+                    }
+                }
+                out
+            };
+            v["body"] = b64(body).into();
+            match read_message(&v.to_string()).unwrap().1 {
+                Taken::Run(job) => Ok(job.ns),
+                Taken::Refuse(r, also) => Err((r.exc_type, r.message, also)),
+            }
+        };
+        assert_eq!(with_body("[[[1, 2]], {}, {}]"), Ok(vec![1, 2]));
+        assert_eq!(
+            with_body(r#"[[], {"ns": [5], "format": null}, null]"#),
+            Ok(vec![5])
+        );
+        let e = with_body("[[[18446744073709551616]], {}, {}]").unwrap_err();
+        assert!(e.1.contains("ns[0] is 18446744073709551616"), "{e:?}");
+        let e = with_body("[[[1], \"value\", 3, 4], {}, {}]").unwrap_err();
+        assert_eq!(e.0, "TypeError");
+        let e = with_body(r#"[[[1]], {"lats": 3}, {}]"#).unwrap_err();
+        assert!(e.1.contains("'lats'"), "{e:?}");
+        let e =
+            with_body(r#"[[[1]], {}, {"chord": {"task": "t", "options": {"task_id": "abc"}}}]"#)
+                .unwrap_err();
+        assert_eq!(e.0, "NotImplementedError");
+        assert!(e.1.contains("chord"), "{e:?}");
+        assert_eq!(e.2, ["abc"]);
     }
 
     #[test]
