@@ -12,7 +12,7 @@ use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -531,13 +531,19 @@ fn run(args: &Args) -> Result<(), CliError> {
             Poll::Ready(block) => block,
             // The next block is not ready: what is ready goes out now, so a reader (`| head`,
             // a person) sees each line as soon as it and those before it are computed.
-            Poll::Pending => match out.flush() {
-                Ok(()) => results.next(),
-                Err(e) => {
+            Poll::Pending => {
+                if let Err(e) = out.flush() {
                     written = Err(write_error(e));
                     break;
                 }
-            },
+                match wait_while_read(&mut results) {
+                    Some(block) => block,
+                    None => {
+                        written = Err(CliError::Closed);
+                        break;
+                    }
+                }
+            }
         };
         let Some(block) = block else { break };
         let (text, len) = match block {
@@ -574,6 +580,41 @@ fn run(args: &Args) -> Result<(), CliError> {
         .map_err(|e| CliError::Runtime(format!("cannot write the statistics: {e}")))?;
     }
     Ok(())
+}
+
+/// Waits for the next block, looking now and then whether the reader of stdout went away
+/// (`| head`): `None` then, so fibo ends with its reader instead of at its next write, which
+/// could be a big value's seconds away.
+fn wait_while_read<T>(
+    results: &mut parkit::pipeline::IntoIter<T>,
+) -> Option<Option<Result<T, parkit::pipeline::PipelineError>>> {
+    loop {
+        match results.next_timeout(Duration::from_millis(100)) {
+            Poll::Ready(block) => return Some(block),
+            Poll::Pending if stdout_closed() => return None,
+            Poll::Pending => {}
+        }
+    }
+}
+
+/// Whether stdout is a pipe whose reader has gone, found without writing (a zero-timeout
+/// `poll`, which reports an error on such a pipe); `false` where it cannot tell.
+#[cfg(unix)]
+fn stdout_closed() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdout = io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+}
+
+#[cfg(not(unix))]
+fn stdout_closed() -> bool {
+    false
 }
 
 /// A closed pipe is a quiet end; any other write error is reported.
