@@ -76,8 +76,12 @@ use crate::granularity::{Granularity, Sample};
 /// what solving the whole gives, which is what makes divide and conquer correct in the first
 /// place; the cutoff rules are in the [module docs](self). Runs on the current rayon pool.
 ///
-/// `split` must give problems strictly smaller than their parent, or the recursion does not
-/// end.
+/// `split` must give problems strictly smaller than their parent (by `size`), or the recursion
+/// does not end: a split that does not shrink recurses until the thread's stack overflows,
+/// which **aborts the whole process** (a stack overflow is not a panic, so neither
+/// `catch_unwind` nor this function can turn it into an error). Check `split` on the sizes you
+/// feed it, in particular the smallest ones just above the cutoff (`n - 1` of a `u32` at 0, or
+/// `split_at(len / 2)` of a one-element slice, give back a problem as big as the parent).
 ///
 /// # Examples
 ///

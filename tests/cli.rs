@@ -390,3 +390,405 @@ fn many_threads_first_call_does_not_deadlock() {
         }
     }
 }
+
+/// Peak RSS in bytes of `fibo args` run to the end with stdout to /dev/null, by
+/// `/usr/bin/time -f %M` (GNU time); `None` where that tool is missing.
+#[cfg(target_os = "linux")]
+fn peak_rss(args: &[&str]) -> Option<(u64, std::process::Output)> {
+    if !std::path::Path::new("/usr/bin/time").exists() {
+        return None;
+    }
+    let out = StdCommand::new("/usr/bin/time")
+        .args(["-f", "peak-kb=%M"])
+        .arg(assert_cmd::cargo::cargo_bin("fibo"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kb: u64 = err
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("peak-kb="))
+        .and_then(|v| v.trim().parse().ok())?;
+    Some((kb * 1024, out))
+}
+
+/// The last `k` digits of F(n) as `--last k` prints them (all of F(n) when shorter).
+fn last_of(n: u64, k: usize) -> String {
+    let s = iter_fib(n).to_string();
+    s[s.len().saturating_sub(k)..].to_string()
+}
+
+#[test]
+fn last_k_wider_than_a_format_width() {
+    // Regression: K > 65535 panicked ("Formatting argument out of range", exit 1).
+    let n = 400_000; // 83,595 digits
+    let out = stdout_of(&["--last", "70000", "400000"]);
+    assert_eq!(out, format!("{}\n", last_of(n, 70_000)));
+    let out = stdout_of(&["--last", "65536", "1e18"]);
+    assert_eq!(out.trim_end().len(), 65_536);
+    assert!(out.trim_end().bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(
+        &out.trim_end()[65_536 - 19..],
+        stdout_of(&["--last", "19", "1e18"]).trim_end()
+    );
+    // K up to the documented 10,000,000, F(n) shorter than K: all of F(n).
+    let out = stdout_of(&["--last", "10000000", "1000", "0", "-f", "tsv"]);
+    assert_eq!(out, format!("1000\t{}\n0\t0\n", iter_fib(1000)));
+}
+
+#[test]
+fn last_k_covering_the_value_takes_the_full_value_path() {
+    // Regression: each such n was recomputed in binary and converted with num-bigint, 30 times
+    // slower than the full values (`40000000..40000004 --last 10000000`: 87 s against 1.5 s).
+    let args = ["10000000..10000004"];
+    let started = std::time::Instant::now();
+    let full = stdout_of(&args);
+    let full_s = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let last = stdout_of(&["--last", "10000000", "10000000..10000004"]);
+    let last_s = started.elapsed().as_secs_f64();
+    assert_eq!(last, full);
+    assert_eq!(last.lines().count(), 4);
+    assert!(
+        last_s < 2.0 * full_s + 0.5,
+        "--last took {last_s:.2} s, the full values {full_s:.2} s"
+    );
+}
+
+/// Spawns `fibo args`, reads `lines` lines, and returns how long they took and whether fibo was
+/// still running then (it is killed afterwards).
+fn first_lines(args: &[&str], lines: usize) -> (String, std::time::Duration, bool) {
+    let started = std::time::Instant::now();
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    for _ in 0..lines {
+        std::io::BufRead::read_line(&mut stdout, &mut text).unwrap();
+    }
+    let took = started.elapsed();
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    (text, took, running)
+}
+
+#[test]
+fn ready_lines_are_flushed_while_a_big_value_computes() {
+    // Regression: `fibo 1..=10 1e9 | head -3` waited for F(10^9) (6.7 s): the small values
+    // shared a block with it, and a ready block waited in the output buffer for the next one.
+    for args in [
+        &["1..=3", "2e8"][..],
+        &["100", "2e8"],
+        &["-j", "1", "7", "2e8"],
+    ] {
+        let want: Vec<String> = match args {
+            [_, "2e8"] if args[0] == "100" => vec![iter_fib(100).to_string()],
+            [_, _, "7", _] => vec![iter_fib(7).to_string()],
+            _ => (1..=3).map(|n| iter_fib(n).to_string()).collect(),
+        };
+        let (text, took, running) = first_lines(args, want.len());
+        assert_eq!(text.lines().collect::<Vec<_>>(), want, "{args:?}");
+        assert!(running, "{args:?}: F(2*10^8) should still be computing");
+        assert!(
+            took.as_secs_f64() < 0.5,
+            "{args:?}: first lines after {took:?}"
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn max_memory_bounds_the_whole_run() {
+    // Regression: the limit was checked against one value while several lived at once:
+    // `200000000..200000010 --max-memory 160M` peaked at 620 MB.
+    let limit = 120u64 << 20;
+    let Some((peak, out)) = peak_rss(&["50000000..50000008", "--max-memory", "120M"]) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(peak <= limit, "peak RSS {peak} over the limit {limit}");
+    for j in ["1", "8"] {
+        let (peak, out) =
+            peak_rss(&["-j", j, "50000000..50000008", "--max-memory", "120M"]).unwrap();
+        assert!(out.status.success(), "-j {j}");
+        assert!(
+            peak <= limit,
+            "-j {j}: peak RSS {peak} over the limit {limit}"
+        );
+    }
+    // Same lines as without a limit.
+    assert_eq!(
+        stdout_of(&[
+            "--max-memory",
+            "60M",
+            "-f",
+            "tsv",
+            "--last",
+            "30",
+            "3000000..3000003"
+        ]),
+        stdout_of(&["-f", "tsv", "--last", "30", "3000000..3000003"])
+    );
+    // What cannot fit even one value at a time is refused up front, with the estimate:
+    // the binary engine's conversion and the cache count too.
+    usage_error(
+        &[
+            "1e8",
+            "--engine",
+            "binary",
+            "--max-memory",
+            "74M",
+            "--cache-mb",
+            "0",
+        ],
+        "",
+        &[
+            "F(100000000)",
+            "argument 1",
+            "MB",
+            "77.6 MB",
+            "--max-memory",
+        ],
+    );
+    usage_error(
+        &["1e7", "--max-memory", "100M", "--cache-mb", "200"],
+        "",
+        &["F(10000000)", "cache", "--cache-mb"],
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn output_window_is_bounded_in_bytes_and_threads_are_capped() {
+    // Regression: the window held 4 blocks per thread: with an unread pipe,
+    // `100000..2000000 --cache-mb 0 -j 32` held 570 MB, `-j 128` 1.7 GB.
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+        .args(["100000..2000000", "--cache-mb", "0", "-j", "64"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let text = std::fs::read_to_string(&status).unwrap();
+    let hwm_kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        hwm_kb < 250 * 1024,
+        "peak RSS {hwm_kb} kB with an unread pipe"
+    );
+    usage_error(&["-j", "257", "10"], "", &["--jobs", "at most 256"]);
+    let out = fibo()
+        .env("RAYON_NUM_THREADS", "100000")
+        .arg("10")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RAYON_NUM_THREADS") && err.contains("at most 256"),
+        "{err}"
+    );
+    let out = fibo()
+        .env("RAYON_NUM_THREADS", "3")
+        .args(["--stats", "10"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("on 3 threads"));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn many_input_tokens_cost_a_few_bytes_each() {
+    // Regression: every token cost about 94 bytes (10^7 tokens: 942 MB).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.txt");
+    let mut text = String::with_capacity(12 << 20);
+    let mut x = 7u64;
+    let mut sum = 0u64;
+    let m = 1_000_000_007u64;
+    for _ in 0..1_000_000 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let n = (x >> 34) % 1_000_000_000;
+        text.push_str(&n.to_string());
+        text.push('\n');
+        sum += n;
+    }
+    std::fs::write(&path, &text).unwrap();
+    let p = path.to_str().unwrap();
+    let Some((peak, out)) = peak_rss(&["-i", p, "--digits"]) else {
+        return;
+    };
+    assert!(out.status.success());
+    assert!(peak < 60 << 20, "peak RSS {peak} for 10^6 tokens");
+    // And every token is there, in order.
+    let out = stdout_of(&["-i", p, "--format", "tsv", "--mod", &m.to_string()]);
+    let ns: Vec<u64> = out
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ns.len(), 1_000_000);
+    assert_eq!(ns.iter().sum::<u64>(), sum);
+    assert_eq!(
+        ns[..3],
+        text.lines()
+            .take(3)
+            .map(|l| l.parse().unwrap())
+            .collect::<Vec<u64>>()[..]
+    );
+}
+
+#[test]
+fn error_lines_cut_long_tokens_and_escape_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.txt");
+    std::fs::write(&path, format!("1\n{}x\n", "7".repeat(10 << 20))).unwrap();
+    let p = path.to_str().unwrap();
+    let out = fibo().args(["-i", p]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.len() < 400, "{} bytes of error", err.len());
+    assert!(err.contains("... (10485761 bytes)"), "{err}");
+    assert!(err.contains(&format!("{p}:2")), "{err}");
+    let out = fibo().args(["10", "\u{1b}[2J\u{7}"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.trim_end().chars().any(char::is_control), "{err:?}");
+    assert!(err.contains(r"'\u{1b}[2J\u{7}'"), "{err}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn unwritable_stderr_or_stdout_keeps_the_exit_codes() {
+    // Regression: eprintln! panicked on a full stderr (exit 101); help to a full stdout
+    // exited 0.
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let code = |args: &[&str], err_full: bool| {
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"));
+        c.args(args).stdin(Stdio::null());
+        if err_full {
+            c.stderr(full()).stdout(Stdio::null());
+        } else {
+            c.stdout(full()).stderr(Stdio::null());
+        }
+        c.status().unwrap().code()
+    };
+    assert_eq!(code(&["x"], true), Some(2));
+    assert_eq!(code(&["--frobnicate"], true), Some(2));
+    assert_eq!(code(&["--stats", "10"], true), Some(1));
+    assert_eq!(code(&["1e15"], true), Some(2));
+    assert_eq!(code(&["--help"], false), Some(1));
+    assert_eq!(code(&["10"], false), Some(1));
+    let out = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+        .args(["--stats", "10"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"55\n");
+}
+
+#[test]
+fn small_option_and_number_rules() {
+    // --max-memory 0.5 was read as 0 B.
+    usage_error(
+        &["--max-memory", "0.5", "10"],
+        "",
+        &["0.5", "less than one byte"],
+    );
+    // --format lists the valid values.
+    usage_error(
+        &["--format", "garbage", "10"],
+        "",
+        &["garbage", "value, tsv, json"],
+    );
+    // A negative range is named as an input, not as an unknown option.
+    usage_error(&["-1..3"], "", &["'-1..3'", "argument 1", "negative"]);
+    usage_error(
+        &["5", "-2..=7", "9"],
+        "",
+        &["'-2..=7'", "argument 2", "negative"],
+    );
+    // Granularity counts are input numbers; an overflow says why.
+    assert_eq!(
+        stdout_of(&[
+            "--granularity",
+            "chunk:1e3",
+            "--engine",
+            "binary",
+            "1000..1010"
+        ]),
+        stdout_of(&["--engine", "binary", "1000..1010"])
+    );
+    usage_error(
+        &["--granularity", "chunk:99999999999999999999", "10"],
+        "",
+        &["chunk:99999999999999999999", "64 bits"],
+    );
+    // One rule: a whole number in any notation.
+    assert_eq!(
+        stdout_of(&["1.0", "10e-1", "2.00", "1.5e1"]),
+        "1\n1\n1\n610\n"
+    );
+    usage_error(&["1.5"], "", &["'1.5'", "fraction"]);
+    // No rustdoc link syntax in the help.
+    let help = stdout_of(&["--help"]);
+    assert!(!help.contains('`'), "{help}");
+    assert!(help.contains("187"), "{help}");
+}
+
+#[test]
+fn ends_with_its_reader_while_a_big_value_computes() {
+    // Regression: `fibo 1..=10 1e9 | head -3` took 6.7 s: fibo noticed the closed pipe only at
+    // its next write, after F(10^9).
+    let started = std::time::Instant::now();
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("fibo"))
+        .args(["1..=10", "2e8"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "1\n");
+    drop(stdout);
+    let closed = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let after = closed.elapsed();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // F(2*10^8) alone takes about 3 s here.
+    let all = started.elapsed();
+    assert!(
+        all.as_secs_f64() < 1.5,
+        "fibo ran {after:?} after its reader left, {all:?} in all"
+    );
+}

@@ -1,8 +1,9 @@
 //! Input parsing for `fibo`: numbers and ranges from arguments, files or stdin.
 //!
 //! A token is `N`, `A..B` (end excluded) or `A..=B` (end included). A number is
-//! decimal digits with optional single `_` separators (`1_000_000`), or
-//! scientific notation (`1e6`, `1E+6`, `2.5e3`) whose value is a whole number.
+//! decimal digits with optional single `_` separators (`1_000_000`), with or
+//! without a decimal point and an exponent (`1e6`, `1E+6`, `2.5e3`, `1.0`), as
+//! long as its value is a whole number (`2.5` and `1e-3` are refused).
 //! Every value must fit in a `u64`. Each rejection carries a one-line,
 //! lower-case reason.
 
@@ -67,7 +68,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Arg(i) => write!(f, "argument {i}"),
-            Origin::Line { source, line } => write!(f, "{source}:{line}"),
+            Origin::Line { source, line } => write!(f, "{}:{line}", shown(source)),
         }
     }
 }
@@ -76,7 +77,7 @@ impl fmt::Display for Origin {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid input '{token}' at {origin}: {reason}")]
 pub struct InputError {
-    /// The offending token, as written.
+    /// The offending token as [`shown`]: control characters escaped, cut when long.
     pub token: String,
     /// Where the token came from.
     pub origin: Origin,
@@ -108,9 +109,32 @@ pub enum ReadError {
     },
 }
 
+/// How many characters of a bad token an error line shows.
+const SHOWN_CHARS: usize = 40;
+
+/// A token as an error line shows it: control characters escaped (`\u{1b}`, `\0`, `\t`), and
+/// cut after its first 40 characters with the full size added (`1234...5 (104857600 bytes)`),
+/// so a 100 MB bad line gives a short error line and nothing raw reaches the terminal.
+pub fn shown(token: &str) -> String {
+    let mut out = String::new();
+    let mut chars = token.chars();
+    for c in chars.by_ref().take(SHOWN_CHARS) {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    if chars.next().is_some() {
+        out.push_str(&format!("... ({} bytes)", token.len()));
+    }
+    out
+}
+
 impl InputError {
-    fn new(token: &str, origin: Origin, reason: String) -> Self {
-        let token = token.to_owned();
+    /// The error for `token` at `origin`: the token kept as [`shown`].
+    pub fn new(token: &str, origin: Origin, reason: String) -> Self {
+        let token = shown(token);
         InputError {
             token,
             origin,
@@ -218,11 +242,8 @@ fn number(t: &str) -> Result<u64, &'static str> {
     };
     digits(int)?;
     frac.map_or(Ok(()), digits)?;
-    if frac.is_some() && exponent.is_none() {
-        return Err(FRACTION);
-    }
     let Some(exponent) = exponent else {
-        return scale(int, "", 0);
+        return scale(int, frac.unwrap_or(""), 0);
     };
     let (negative, magnitude) = match exponent.as_bytes().first() {
         Some(b'-') => (true, &exponent[1..]),
@@ -282,14 +303,267 @@ fn scale(int: &str, frac: &str, exp: i64) -> Result<u64, &'static str> {
         .ok_or(OVERFLOW)
 }
 
+/// The inputs of one run, in order, stored compactly: about 4 to 7 bytes per token.
+///
+/// Consecutive values merge into one run (`1 2 3 4` is stored as `1..=4`), so `seq 1 10000000`
+/// costs a few bytes in all. Other entries are varint-encoded in one byte buffer with the place
+/// of their token as a delta from the previous one (an argument number, or a file and line),
+/// instead of an `(Item, Origin)` pair of about 48 bytes (94 with the vector's slack). The
+/// place is kept because messages about an input name it; a merged run carries the place of
+/// its last token, whose n is the run's largest.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// Entries before `open`, encoded (see [`Inputs::encode`]).
+    bytes: Vec<u8>,
+    /// The last entry, still open to merging.
+    open: Option<Entry>,
+    /// Files and stdin, by index; arguments have the source [`ARGS`].
+    sources: Vec<std::sync::Arc<str>>,
+    /// The source and line of the last encoded entry, the base of the next delta.
+    base: (u32, u64),
+    count: u64,
+    entries: usize,
+    max: Option<(u64, Origin)>,
+}
+
+/// The source index of positional arguments (the "line" is the argument number).
+const ARGS: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    first: u64,
+    last: u64,
+    source: u32,
+    line: u64,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &[u8], pos: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = bytes[*pos];
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+const RANGE: u8 = 1;
+const NEW_SOURCE: u8 = 2;
+
+impl Inputs {
+    /// No inputs.
+    pub fn new() -> Self {
+        Inputs::default()
+    }
+
+    /// Appends `item`, which came from `origin`.
+    pub fn push(&mut self, item: Item, origin: &Origin) {
+        let (source, line) = match origin {
+            Origin::Arg(i) => (ARGS, *i as u64),
+            Origin::Line { source, line } => {
+                let same = self
+                    .sources
+                    .last()
+                    .is_some_and(|s| std::sync::Arc::ptr_eq(s, source));
+                if !same {
+                    self.sources.push(std::sync::Arc::clone(source));
+                }
+                (self.sources.len() as u32 - 1, *line as u64)
+            }
+        };
+        self.push_at(item, source, line, origin);
+    }
+
+    fn push_at(&mut self, item: Item, source: u32, line: u64, origin: &Origin) {
+        let (first, last) = match item {
+            Item::Single(n) => (n, n),
+            Item::Range { first, last } => (first, last),
+        };
+        self.count = self.count.saturating_add(item.len());
+        if self.max.as_ref().is_none_or(|(m, _)| last > *m) {
+            self.max = Some((last, origin.clone()));
+        }
+        if let Some(open) = &mut self.open {
+            if open.last.checked_add(1) == Some(first) {
+                *open = Entry {
+                    last,
+                    source,
+                    line,
+                    ..*open
+                };
+                return;
+            }
+        }
+        let next = Entry {
+            first,
+            last,
+            source,
+            line,
+        };
+        if let Some(done) = self.open.replace(next) {
+            self.encode(done);
+        }
+        self.entries += 1;
+    }
+
+    /// One entry: a tag (range? new source?), the first n, the run length, the source if it
+    /// changed, and the line (a delta within one source).
+    fn encode(&mut self, e: Entry) {
+        let new_source = e.source != self.base.0 || self.bytes.is_empty();
+        let tag =
+            if e.last != e.first { RANGE } else { 0 } | if new_source { NEW_SOURCE } else { 0 };
+        self.bytes.push(tag);
+        put_varint(&mut self.bytes, e.first);
+        if tag & RANGE != 0 {
+            put_varint(&mut self.bytes, e.last - e.first);
+        }
+        if new_source {
+            put_varint(&mut self.bytes, u64::from(e.source));
+            put_varint(&mut self.bytes, e.line);
+        } else {
+            put_varint(&mut self.bytes, e.line - self.base.1);
+        }
+        self.base = (e.source, e.line);
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))] // for `fibo serve`
+    /// Appends every input of `other`, in order.
+    pub fn append(&mut self, other: Inputs) {
+        for (item, origin) in other.iter() {
+            self.push(item, &origin);
+        }
+    }
+
+    /// How many n the inputs yield (saturating at `u64::MAX`).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether there is no input at all.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_none()
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))] // for `fibo serve`
+    /// How many runs are stored (after merging).
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// The largest n and the place of its (first) token.
+    pub fn max(&self) -> Option<(u64, &Origin)> {
+        self.max.as_ref().map(|(n, o)| (*n, o))
+    }
+
+    /// Heap bytes these inputs hold.
+    pub fn heap_bytes(&self) -> u64 {
+        let sources: usize = self.sources.iter().map(|s| s.len() + 16).sum();
+        (self.bytes.capacity() + self.sources.capacity() * 8 + sources) as u64
+    }
+
+    /// The inputs with their places, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (Item, Origin)> + '_ {
+        let mut cursor = Cursor::default();
+        std::iter::from_fn(move || cursor.next(&self.bytes))
+            .chain(self.open)
+            .map(|e| (e.item(), self.origin(e)))
+    }
+
+    /// The inputs without their places, in order, owning the storage: what a run consumes.
+    pub fn into_items(self) -> impl Iterator<Item = Item> + Send + 'static {
+        let Inputs { bytes, open, .. } = self;
+        let mut cursor = Cursor::default();
+        std::iter::from_fn(move || cursor.next(&bytes))
+            .chain(open)
+            .map(|e| e.item())
+    }
+
+    fn origin(&self, e: Entry) -> Origin {
+        if e.source == ARGS {
+            Origin::Arg(e.line as usize)
+        } else {
+            Origin::Line {
+                source: std::sync::Arc::clone(&self.sources[e.source as usize]),
+                line: e.line as usize,
+            }
+        }
+    }
+}
+
+impl Entry {
+    fn item(self) -> Item {
+        if self.first == self.last {
+            Item::Single(self.first)
+        } else {
+            Item::Range {
+                first: self.first,
+                last: self.last,
+            }
+        }
+    }
+}
+
+/// A decoding position in [`Inputs::bytes`].
+#[derive(Default)]
+struct Cursor {
+    pos: usize,
+    base: (u32, u64),
+}
+
+impl Cursor {
+    fn next(&mut self, bytes: &[u8]) -> Option<Entry> {
+        let tag = *bytes.get(self.pos)?;
+        self.pos += 1;
+        let first = get_varint(bytes, &mut self.pos);
+        let last = if tag & RANGE != 0 {
+            first + get_varint(bytes, &mut self.pos)
+        } else {
+            first
+        };
+        let (source, line) = if tag & NEW_SOURCE != 0 {
+            let source = get_varint(bytes, &mut self.pos) as u32;
+            (source, get_varint(bytes, &mut self.pos))
+        } else {
+            (self.base.0, self.base.1 + get_varint(bytes, &mut self.pos))
+        };
+        self.base = (source, line);
+        Some(Entry {
+            first,
+            last,
+            source,
+            line,
+        })
+    }
+}
+
+#[cfg_attr(not(test), allow(dead_code))] // for `fibo serve`
 /// Parses whitespace-separated tokens read line by line; `#` starts a comment to
 /// the end of the line (also right after a token: `10#x` is the token `10`).
 /// Comments may hold any bytes; the rest of each line must be UTF-8.
-pub fn parse_text<R: BufRead>(
+pub fn parse_text<R: BufRead>(reader: R, source: &str) -> Result<Inputs, ReadError> {
+    let mut inputs = Inputs::new();
+    parse_text_into(reader, source, &mut inputs)?;
+    Ok(inputs)
+}
+
+/// [`parse_text`], appending to `inputs`.
+pub fn parse_text_into<R: BufRead>(
     mut reader: R,
     source: &str,
-) -> Result<Vec<(Item, Origin)>, ReadError> {
-    let mut items = Vec::new();
+    inputs: &mut Inputs,
+) -> Result<(), ReadError> {
     let mut buf = Vec::with_capacity(256);
     let mut line = 0;
     let shared: std::sync::Arc<str> = source.into();
@@ -297,7 +571,8 @@ pub fn parse_text<R: BufRead>(
         buf.clear();
         let read = reader.read_until(b'\n', &mut buf);
         if read.map_err(io_error(source))? == 0 {
-            return Ok(items);
+            inputs.bytes.shrink_to_fit();
+            return Ok(());
         }
         line += 1;
         let mut bytes = buf.as_slice();
@@ -311,38 +586,52 @@ pub fn parse_text<R: BufRead>(
         let Ok(text) = std::str::from_utf8(bytes) else {
             return Err(ReadError::Utf8 { path: path(), line });
         };
+        let mut origin = None;
         for token in text.split_whitespace() {
-            let origin = || Origin::Line {
+            let origin = origin.get_or_insert_with(|| Origin::Line {
                 source: std::sync::Arc::clone(&shared),
                 line,
-            };
+            });
             match parse_token(token) {
-                Ok(item) => items.extend(item.map(|item| (item, origin()))),
-                Err(reason) => return Err(InputError::new(token, origin(), reason).into()),
+                Ok(Some(item)) => inputs.push(item, origin),
+                Ok(None) => {}
+                Err(reason) => return Err(InputError::new(token, origin.clone(), reason).into()),
             }
         }
     }
 }
 
 /// Parses positional arguments, one token each.
-pub fn parse_args(args: &[String]) -> Result<Vec<(Item, Origin)>, InputError> {
-    let mut items = Vec::with_capacity(args.len());
+pub fn parse_args(args: &[String]) -> Result<Inputs, InputError> {
+    let mut inputs = Inputs::new();
     for (i, arg) in args.iter().enumerate() {
         match parse_token(arg) {
-            Ok(item) => items.extend(item.map(|item| (item, Origin::Arg(i + 1)))),
+            Ok(item) => {
+                if let Some(item) = item {
+                    inputs.push(item, &Origin::Arg(i + 1));
+                }
+            }
             Err(reason) => return Err(InputError::new(arg, Origin::Arg(i + 1), reason)),
         }
     }
-    Ok(items)
+    Ok(inputs)
 }
 
+#[cfg_attr(not(test), allow(dead_code))] // for `fibo serve`
 /// Reads and parses a whole file; `-` means stdin (source name `"<stdin>"`).
-pub fn read_file(path: &str) -> Result<Vec<(Item, Origin)>, ReadError> {
+pub fn read_file(path: &str) -> Result<Inputs, ReadError> {
+    let mut inputs = Inputs::new();
+    read_file_into(path, &mut inputs)?;
+    Ok(inputs)
+}
+
+/// [`read_file`], appending to `inputs`.
+pub fn read_file_into(path: &str, inputs: &mut Inputs) -> Result<(), ReadError> {
     if path == "-" {
-        return parse_text(std::io::stdin().lock(), "<stdin>");
+        return parse_text_into(std::io::stdin().lock(), "<stdin>", inputs);
     }
     let file = File::open(path).map_err(io_error(path))?;
-    parse_text(BufReader::with_capacity(1 << 16, file), path)
+    parse_text_into(BufReader::with_capacity(1 << 16, file), path, inputs)
 }
 
 #[cfg(test)]
@@ -350,8 +639,12 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    fn items(pairs: &[(Item, Origin)]) -> Vec<Item> {
-        pairs.iter().map(|(item, _)| *item).collect()
+    fn items(inputs: &Inputs) -> Vec<Item> {
+        inputs.iter().map(|(item, _)| item).collect()
+    }
+
+    fn values(inputs: &Inputs) -> Vec<u64> {
+        inputs.iter().flat_map(|(item, _)| item.iter()).collect()
     }
 
     fn range(first: u64, last: u64) -> Item {
@@ -364,7 +657,7 @@ mod tests {
             2.5e3=2500 2.50e3=2500 1000e-3=1 1e0=1 0e999999999999=0 1_0e1_0=100000000000 \
             18446744073709551615=18446744073709551615 1e19=10000000000000000000 \
             10000000000000000000=10000000000000000000 000000000000000000000042=42 \
-            1.8446744073709551615e19=18446744073709551615";
+            1.8446744073709551615e19=18446744073709551615 1.0=1 2.00=2 10.000=10 100.0e-2=1";
         for case in cases.split(' ') {
             let (token, value) = case.split_once('=').unwrap();
             let value: u64 = value.parse().unwrap();
@@ -378,7 +671,7 @@ mod tests {
         // Each line: tokens | words their reason must contain.
         let cases = "
             -5 -1..3 3..-1 | negative numbers are not accepted
-            2.5 1.5e0 1e-3 1/2 1e-999999999999 | fractions are not accepted; write a whole number
+            2.5 1.5e0 1e-3 1/2 1e-999999999999 0.1 2.05 | fractions are not accepted; write a whole number
             0x10 0X10 | hexadecimal is not accepted; write decimal digits
             0o7 | octal is not accepted
             0b1 | binary is not accepted
@@ -417,6 +710,24 @@ mod tests {
         assert_eq!(parse_number(&long).unwrap_err(), OVERFLOW);
         let tiny = format!("0.{}1e5", "0".repeat(1_000_000));
         assert_eq!(parse_number(&tiny).unwrap_err(), FRACTION);
+    }
+
+    #[test]
+    fn error_lines_cut_long_tokens_and_escape_control_characters() {
+        let long = format!("x{}", "9".repeat(100 << 20));
+        let err = parse_args(&[long]).unwrap_err().to_string();
+        assert!(err.len() < 200, "{} bytes", err.len());
+        assert!(err.contains("'x999999999999999999999999999999999999999... (104857601 bytes)'"));
+        let raw = "\u{1b}[31mred\0\t\u{7f}";
+        let err = parse_args(&[raw.to_owned()]).unwrap_err().to_string();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.contains(r"'\u{1b}[31mred\0\t\u{7f}'"), "{err}");
+        assert_eq!(shown("short"), "short");
+        assert_eq!(shown(&"é".repeat(40)), "é".repeat(40));
+        assert_eq!(
+            shown(&"é".repeat(41)),
+            format!("{}... (82 bytes)", "é".repeat(40))
+        );
     }
 
     #[test]
@@ -462,7 +773,10 @@ mod tests {
             (Item::Single(5), Origin::Arg(1)),
             (range(1, 3), Origin::Arg(3)),
         ];
-        assert_eq!(parse_args(&args).unwrap(), expected);
+        assert_eq!(
+            parse_args(&args).unwrap().iter().collect::<Vec<_>>(),
+            expected
+        );
         let err = parse_args(&["1", "x", "-1"].map(String::from)).unwrap_err();
         assert_eq!((err.token.as_str(), err.origin), ("x", Origin::Arg(2)));
         assert!(parse_args(&[]).unwrap().is_empty());
@@ -472,15 +786,62 @@ mod tests {
     fn text_comments_blank_lines_and_crlf() {
         let text = "\u{feff}# header\r\n\r\n1 2\t3#tail\r\n  \n4..=5 # note ### \r\n6..6\r\n7";
         let parsed = parse_text(text.as_bytes(), "nums.txt").unwrap();
-        let expected = [1, 2, 3].map(Item::Single).into_iter().chain([range(4, 5)]);
-        let expected: Vec<Item> = expected.chain([Item::Single(7)]).collect();
-        assert_eq!(items(&parsed), expected);
+        assert_eq!(values(&parsed), [1, 2, 3, 4, 5, 7]);
+        // 1 2 3 and 4..=5 merge into one run, placed at its last token.
+        assert_eq!(items(&parsed), [range(1, 5), Item::Single(7)]);
         let lines = parsed.iter().map(|(_, origin)| origin.to_string());
         assert_eq!(
             lines.collect::<Vec<_>>(),
-            [3, 3, 3, 5, 7].map(|n| format!("nums.txt:{n}"))
+            [5, 7].map(|n| format!("nums.txt:{n}"))
         );
         assert!(parse_text(&b""[..], "e").unwrap().is_empty());
+    }
+
+    #[test]
+    fn inputs_are_compact_and_keep_order_places_and_duplicates() {
+        // Regression: every token cost about 94 bytes (942 MB for 10^7 tokens).
+        let mut text = String::new();
+        let mut want = Vec::new();
+        let mut x = 12_345u64;
+        for i in 0..200_000u64 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let n = (x >> 40) % 10_000_000;
+            want.push(n);
+            text.push_str(&format!("{n}{}", if i % 3 == 0 { '\n' } else { ' ' }));
+        }
+        text.push_str("5 5 6 7 10..=12 13 u\n");
+        let err = parse_text(text.as_bytes(), "t").unwrap_err().to_string();
+        assert!(err.contains("'u' at t:66668"), "{err}");
+        let text = text.trim_end_matches("u\n");
+        let parsed = parse_text(text.as_bytes(), "t").unwrap();
+        want.extend([5, 5, 6, 7, 10, 11, 12, 13]);
+        assert_eq!(values(&parsed), want);
+        assert_eq!(parsed.count(), want.len() as u64);
+        assert!(
+            parsed.heap_bytes() < 8 * want.len() as u64,
+            "{} bytes for {} tokens",
+            parsed.heap_bytes(),
+            want.len()
+        );
+        // Consecutive values merge; repeats do not.
+        let tail: Vec<Item> = items(&parsed).split_off(parsed.entries() - 3);
+        assert_eq!(tail, [Item::Single(5), range(5, 7), range(10, 13)]);
+        let (n, origin) = parsed.max().unwrap();
+        assert_eq!(n, *want.iter().max().unwrap());
+        let first = want.iter().position(|&v| v == n).unwrap() as u64;
+        assert_eq!(origin.to_string(), format!("t:{}", first.div_ceil(3) + 1));
+        let owned: Vec<u64> = parsed.clone().into_items().flat_map(|i| i.iter()).collect();
+        assert_eq!(owned, want);
+        let all = parse_text(&b"0..=18446744073709551615 18446744073709551615"[..], "m").unwrap();
+        assert_eq!(all.count(), u64::MAX);
+        assert_eq!(all.entries(), 2);
+        // Sources and places survive appending.
+        let mut joined = parse_args(&["3".into(), "9".into()]).unwrap();
+        joined.append(parse_text(&b"4\n\n8\n"[..], "f").unwrap());
+        let places: Vec<String> = joined.iter().map(|(_, o)| o.to_string()).collect();
+        assert_eq!(places, ["argument 1", "argument 2", "f:1", "f:3"]);
     }
 
     #[test]
@@ -535,7 +896,7 @@ mod tests {
         let mut good = tempfile::NamedTempFile::new().unwrap();
         write!(good, "1\r\n2..=4\r\n").unwrap();
         let parsed = read_file(good.path().to_str().unwrap()).unwrap();
-        assert_eq!(items(&parsed), [Item::Single(1), range(2, 4)]);
+        assert_eq!(items(&parsed), [range(1, 4)]);
 
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.txt");

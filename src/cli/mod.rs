@@ -12,14 +12,15 @@ pub mod serve;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parkit::fib::{self, Fibonacci};
 use parkit::pipeline::Pipeline;
 
-use input::{Item, Origin};
+use input::{Inputs, Item, Origin};
 use output::{Engine, Format, Printer, What};
 
 const AFTER_HELP: &str = "\
@@ -67,16 +68,17 @@ pub struct Args {
 
     /// How batches of close values are cut into runs: auto, tuned, seq, chunk:N, chunks:N,
     /// min:N (the library's Granularity)
-    #[arg(long, value_name = "POLICY", default_value = "auto")]
+    #[arg(long, value_name = "POLICY", default_value = "auto", value_parser = parse_granularity)]
     pub granularity: parkit::granularity::Granularity,
 
     /// Print time, inputs, cache hits and misses and peak cache bytes on stderr at the end
     #[arg(long)]
     pub stats: bool,
 
-    /// Memory budget of the cache of computed pairs, in MB (MiB)
-    #[arg(long, value_name = "MB", default_value_t = 256)]
-    pub cache_mb: usize,
+    /// Memory budget of the cache of computed pairs, in MB (MiB), counted in --max-memory
+    /// [default: what the memory limit leaves, up to 256]
+    #[arg(long, value_name = "MB")]
+    pub cache_mb: Option<usize>,
 
     /// Refuse inputs whose computation would need more memory than this, e.g. 512M or 8G
     /// [default: 90% of the available memory]
@@ -134,11 +136,11 @@ impl Select {
 /// `fibo`'s subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Take `fibo.batch` tasks from a Celery broker (Redis) and compute them on this machine's
+    /// Take fibo.batch tasks from a Celery broker (Redis) and compute them on this machine's
     /// cores, until interrupted (Ctrl-C or SIGTERM: running tasks finish first)
     Worker(distributed::WorkerArgs),
-    /// Send inputs to `fibo worker`s through a Celery broker, in cost-balanced chunks, and print
-    /// exactly what plain `fibo` prints for them
+    /// Send inputs to fibo workers through a Celery broker, in cost-balanced chunks, and print
+    /// exactly what plain fibo prints for them
     Submit(distributed::SubmitArgs),
     /// Serve Fibonacci numbers over HTTP: a page for people, `GET /fib/N` and `POST /batch`
     /// for programs, `/metrics` for Prometheus; one engine and one cache for every user
@@ -148,7 +150,7 @@ pub enum Command {
 pub(crate) fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
-        Ok(n) if n > 4096 => Err("at most 4096 threads".into()),
+        Ok(n) if n > MAX_JOBS => Err(format!("at most {MAX_JOBS} threads")),
         Ok(n) => Ok(n),
         Err(_) => Err("expected a whole number of threads".into()),
     }
@@ -161,6 +163,33 @@ pub(crate) fn parse_last(s: &str) -> Result<u32, String> {
         1..=10_000_000 => Ok(k as u32),
         _ => Err("at most 10000000 digits".into()),
     }
+}
+
+/// `--granularity`: the library's policy names, with N written as any input number (`1e3`,
+/// `1_000`), and a reason when N is not one.
+fn parse_granularity(s: &str) -> Result<parkit::granularity::Granularity, String> {
+    use parkit::granularity::Granularity;
+    let known = |e: parkit::granularity::ParseGranularityError| e.to_string();
+    let Some((name, arg)) = s.trim().split_once(':') else {
+        return s.parse().map_err(known);
+    };
+    let make: fn(usize) -> Granularity = match name.trim().to_ascii_lowercase().as_str() {
+        "min" => Granularity::MinLen,
+        "chunk" => Granularity::ChunkSize,
+        "chunks" => Granularity::Chunks,
+        _ => return s.parse().map_err(known),
+    };
+    let n = input::parse_number(arg.trim())
+        .map_err(|why| format!("'{}' in '{}': {why}", input::shown(arg), input::shown(s)))?;
+    let n = usize::try_from(n).map_err(|_| {
+        format!(
+            "'{}' in '{}' is more than this machine can count ({})",
+            input::shown(arg),
+            input::shown(s),
+            usize::MAX
+        )
+    })?;
+    Ok(make(n))
 }
 
 pub(crate) fn parse_modulus(s: &str) -> Result<u64, String> {
@@ -200,22 +229,92 @@ impl From<input::ReadError> for CliError {
     }
 }
 
+/// Writes `fibo: <message>` on stderr and ignores a failure: `eprintln!` panics when stderr
+/// cannot be written (`2>/dev/full`), and a message about an error must not become another.
+pub(crate) fn say(message: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "fibo: {message}");
+}
+
+/// Control characters of a message escaped, so nothing raw reaches the terminal.
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The one-line message for a clap error: clap's first line names the bad argument (the rest is
+/// a usage reminder), plus the valid values where clap lists them.
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut message = first.trim_start_matches("error: ").to_owned();
+    if let Some(values) = lines
+        .map(str::trim)
+        .find(|l| l.starts_with("[possible values:"))
+    {
+        message.push(' ');
+        message.push_str(values);
+    }
+    escaped(&message)
+}
+
+/// A token such as `-1..3` that clap took for an option: the input error it really is, naming
+/// the token and its place among the inputs (found by parsing again with a stand-in).
+fn negative_input(e: &clap::Error, argv: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(token)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let rest = token.strip_prefix('-')?;
+    if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    // clap names the option it read (`-1` of `-1..3`): the token is the argument it starts.
+    const STAND_IN: &str = "fibo-stand-in-for-a-bad-token";
+    let at = argv
+        .iter()
+        .skip(1)
+        .position(|a| a.to_str().is_some_and(|a| a.starts_with(token.as_str())))?
+        + 1;
+    let token = argv[at].to_str()?;
+    let mut again = argv.to_vec();
+    again[at] = STAND_IN.into();
+    let args = Args::try_parse_from(&again).ok()?;
+    let place = args.select.inputs.iter().position(|t| t == STAND_IN)? + 1;
+    let reason = input::parse_token(token).err()?;
+    Some(input::InputError::new(token, Origin::Arg(place), reason).to_string())
+}
+
 /// Runs `fibo` with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
     // A panic is reported as one line by `report_panic`, never as a backtrace dump.
     std::panic::set_hook(Box::new(|_| {}));
-    let args = match Args::try_parse() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = match Args::try_parse_from(&argv) {
         Ok(a) => a,
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
+                // Help that could not be written is a failure (`fibo --help >/dev/full`).
+                return match e.print().and_then(|()| io::stdout().flush()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        say(format_args!("cannot write the output: {err}"));
+                        ExitCode::from(1)
+                    }
+                };
             }
-            // clap's first line names the bad argument; the rest is a usage reminder.
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("fibo: {}", first.trim_start_matches("error: "));
+            say(negative_input(&e, &argv).unwrap_or_else(|| clap_message(&e)));
             return ExitCode::from(2);
         }
     };
@@ -228,15 +327,15 @@ pub fn main() -> ExitCode {
     match result {
         Ok(Ok(()) | Err(CliError::Closed)) => ExitCode::SUCCESS,
         Ok(Err(CliError::Usage(m))) => {
-            eprintln!("fibo: {m}");
+            say(m);
             ExitCode::from(2)
         }
         Ok(Err(CliError::Interrupted)) => {
-            eprintln!("fibo: interrupted; the tasks still out were withdrawn");
+            say("interrupted; the tasks still out were withdrawn");
             ExitCode::from(130)
         }
         Ok(Err(CliError::Runtime(m))) => {
-            eprintln!("fibo: {m}");
+            say(m);
             ExitCode::from(1)
         }
         Err(p) => {
@@ -245,21 +344,21 @@ pub fn main() -> ExitCode {
                 .map(|s| (*s).to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            eprintln!("fibo: internal error: {msg}");
+            say(format_args!("internal error: {msg}"));
             ExitCode::from(1)
         }
     }
 }
 
 /// Reads and validates every input before anything is computed.
-pub(crate) fn collect_inputs(args: &Select) -> Result<Vec<(Item, Origin)>, CliError> {
+pub(crate) fn collect_inputs(args: &Select) -> Result<Inputs, CliError> {
     let mut items = input::parse_args(&args.inputs).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut files = args.input_files.clone();
     if args.inputs.is_empty() && files.is_empty() && !io::stdin().is_terminal() {
         files.push("-".into());
     }
     for f in &files {
-        items.extend(input::read_file(f)?);
+        input::read_file_into(f, &mut items)?;
     }
     if items.is_empty() {
         let what = if args.inputs.is_empty() && files.is_empty() {
@@ -274,19 +373,15 @@ pub(crate) fn collect_inputs(args: &Select) -> Result<Vec<(Item, Origin)>, CliEr
     Ok(items)
 }
 
-/// Refuses, up front, an input whose computation would not fit in `limit` bytes.
-pub(crate) fn check_memory(
-    items: &[(Item, Origin)],
-    what: What,
-    limit: u64,
-) -> Result<(), CliError> {
+/// Refuses, up front, an input whose value alone would not fit in `limit` bytes (the whole
+/// run is then laid out under the limit by [`memory::plan`]).
+pub(crate) fn check_memory(items: &Inputs, what: What, limit: u64) -> Result<(), CliError> {
     if !what.needs_value() {
         return Ok(());
     }
-    let Some((item, origin)) = items.iter().max_by_key(|(i, _)| i.max()) else {
+    let Some((n, origin)) = items.max() else {
         return Ok(());
     };
-    let n = item.max();
     let need = fib::working_bytes(n, true);
     if need > limit {
         return Err(CliError::Usage(format!(
@@ -301,23 +396,50 @@ pub(crate) fn check_memory(
     Ok(())
 }
 
+/// Most threads `-j` (or `RAYON_NUM_THREADS`) may ask for: past this, threads only add memory
+/// and switching, whatever the machine.
+pub const MAX_JOBS: usize = 256;
+
+/// The engine's thread count: `-j`, else `RAYON_NUM_THREADS` (checked like `-j`), else one per
+/// core.
+fn thread_count(jobs: Option<usize>) -> Result<usize, CliError> {
+    if let Some(j) = jobs {
+        return Ok(j);
+    }
+    if let Some(v) = std::env::var_os("RAYON_NUM_THREADS") {
+        let text = v.to_string_lossy();
+        return match parse_jobs(text.trim()) {
+            Ok(n) => Ok(n),
+            Err(why) => Err(CliError::Usage(format!(
+                "RAYON_NUM_THREADS='{}': {why} (or set -j N)",
+                input::shown(&text)
+            ))),
+        };
+    }
+    Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_JOBS)))
+}
+
 /// Cuts the inputs, in order, into blocks of about `target_bytes` of output (at most
-/// `max_count` values), lazily: a range of a billion values is never materialised.
-struct Blocks {
-    items: std::vec::IntoIter<Item>,
+/// `max_count` values), lazily: a range of a billion values is never materialised. A value
+/// whose line would take a block past the target starts the next block, so a big value never
+/// holds small ones back.
+struct Blocks<I> {
+    items: I,
     current: std::ops::RangeInclusive<u64>,
+    held: Option<u64>,
     what: What,
     target_bytes: u64,
     max_count: usize,
 }
 
-impl Blocks {
-    fn new(items: Vec<Item>, what: What, target_bytes: u64, max_count: usize) -> Self {
+impl<I: Iterator<Item = Item>> Blocks<I> {
+    fn new(items: I, what: What, target_bytes: u64, max_count: usize) -> Self {
         #[allow(clippy::reversed_empty_ranges)] // an exhausted start
         let current = 1..=0;
         Blocks {
-            items: items.into_iter(),
+            items,
             current,
+            held: None,
             what,
             target_bytes,
             max_count,
@@ -325,6 +447,9 @@ impl Blocks {
     }
 
     fn next_n(&mut self) -> Option<u64> {
+        if let Some(n) = self.held.take() {
+            return Some(n);
+        }
         loop {
             if let Some(n) = self.current.next() {
                 return Some(n);
@@ -334,7 +459,7 @@ impl Blocks {
     }
 }
 
-impl Iterator for Blocks {
+impl<I: Iterator<Item = Item>> Iterator for Blocks<I> {
     /// A block of input values, printed together.
     type Item = Vec<u64>;
 
@@ -342,8 +467,13 @@ impl Iterator for Blocks {
         let mut ns = Vec::new();
         let mut bytes = 0u64;
         while let Some(n) = self.next_n() {
+            let line = self.what.line_bytes(n);
+            if !ns.is_empty() && bytes + line > self.target_bytes {
+                self.held = Some(n);
+                break;
+            }
             ns.push(n);
-            bytes += self.what.line_bytes(n);
+            bytes += line;
             if ns.len() >= self.max_count || bytes >= self.target_bytes {
                 break;
             }
@@ -358,20 +488,21 @@ fn run(args: &Args) -> Result<(), CliError> {
     let items = collect_inputs(&args.select)?;
     let limit = args.max_memory.unwrap_or_else(memory::default_limit);
     check_memory(&items, what, limit)?;
+    let threads = thread_count(args.jobs)?;
+    let cache = args.cache_mb.map(|mb| (mb as u64).saturating_mul(1 << 20));
+    let plan =
+        memory::plan(&items, what, args.engine, threads, cache, limit).map_err(CliError::Usage)?;
 
+    let threads = plan.threads;
     let engine = Fibonacci::builder()
-        .threads(args.jobs.unwrap_or(0))
-        .cache_bytes(args.cache_mb.saturating_mul(1 << 20))
+        .threads(threads)
+        .cache_bytes(usize::try_from(plan.cache_bytes).unwrap_or(usize::MAX))
         .granularity(args.granularity)
         .build()
         .map_err(|e| CliError::Runtime(e.to_string()))?;
     let engine = Arc::new(engine);
-    let threads = engine.threads();
-    let total: u64 = items
-        .iter()
-        .fold(0u64, |acc, (i, _)| acc.saturating_add(i.len()));
-    let max_n = items.iter().map(|(i, _)| i.max()).max().unwrap_or(0);
-    let items: Vec<Item> = items.into_iter().map(|(i, _)| i).collect();
+    let total = items.count();
+    let max_n = items.max().map_or(0, |(n, _)| n);
 
     let progress = progress_bar(args, total, what, max_n);
     let printer = Printer {
@@ -380,26 +511,46 @@ fn run(args: &Args) -> Result<(), CliError> {
         engine: args.engine,
     };
     let max_count = if what.needs_value() { 2048 } else { 8192 };
-    let blocks = Blocks::new(items, what, 4 << 20, max_count);
-    // Task decomposition: the blocks go through a "compute" stage of one thread per core (the
-    // work itself runs on the engine's rayon pool), and come back in input order to this
-    // thread, the writer. At most 4 blocks per thread are in flight, each about 4 MB of output
-    // or less (or one value), so memory stays bounded whatever the input.
+    let blocks = Blocks::new(items.into_items(), what, plan.block_bytes, max_count);
+    // Task decomposition: the blocks go through a "compute" stage (the work itself runs on the
+    // engine's rayon pool), and come back in input order to this thread, the writer. The plan
+    // bounds the blocks in flight by bytes and by the memory limit: big values go fewer at a
+    // time, down to one.
     let stage_engine = Arc::clone(&engine);
-    let results = Pipeline::from(blocks)
-        .stage("compute", threads, move |ns: Vec<u64>| {
+    let mut results = Pipeline::from(blocks)
+        .stage("compute", plan.workers, move |ns: Vec<u64>| {
             let text = stage_engine
                 .pool()
                 .install(|| printer.render(&stage_engine, &ns));
             (text, ns.len() as u64)
         })
-        .capacity(threads)
-        .window(4 * threads);
+        .capacity(plan.workers)
+        .window(plan.window)
+        .into_iter();
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut written = Ok(());
     // Dropping the iterator early (a write error) stops every stage.
-    for block in results {
+    loop {
+        let block = match results.try_next() {
+            Poll::Ready(block) => block,
+            // The next block is not ready: what is ready goes out now, so a reader (`| head`,
+            // a person) sees each line as soon as it and those before it are computed.
+            Poll::Pending => {
+                if let Err(e) = out.flush() {
+                    written = Err(write_error(e));
+                    break;
+                }
+                match wait_while_read(&mut results) {
+                    Some(block) => block,
+                    None => {
+                        written = Err(CliError::Closed);
+                        break;
+                    }
+                }
+            }
+        };
+        let Some(block) = block else { break };
         let (text, len) = match block {
             Ok(b) => b,
             Err(e) => {
@@ -413,12 +564,15 @@ fn run(args: &Args) -> Result<(), CliError> {
         }
         progress.inc(len);
     }
+    drop(results);
     let written = written.and_then(|()| out.flush().map_err(write_error));
     progress.finish_and_clear();
     written?;
     if args.stats {
         let s = engine.cache_stats();
-        eprintln!(
+        // Statistics asked for and not written are a failure (exit 1), without a panic.
+        writeln!(
+            io::stderr().lock(),
             "fibo: {total} inputs in {:.3} s on {threads} threads; cache: {} hits, {} misses, \
              {} evictions, {} entries, peak {}",
             started.elapsed().as_secs_f64(),
@@ -427,9 +581,45 @@ fn run(args: &Args) -> Result<(), CliError> {
             s.evictions,
             s.entries,
             memory::human(s.peak_bytes as u64),
-        );
+        )
+        .map_err(|e| CliError::Runtime(format!("cannot write the statistics: {e}")))?;
     }
     Ok(())
+}
+
+/// Waits for the next block, looking now and then whether the reader of stdout went away
+/// (`| head`): `None` then, so fibo ends with its reader instead of at its next write, which
+/// could be a big value's seconds away.
+fn wait_while_read<T>(
+    results: &mut parkit::pipeline::IntoIter<T>,
+) -> Option<Option<Result<T, parkit::pipeline::PipelineError>>> {
+    loop {
+        match results.next_timeout(Duration::from_millis(100)) {
+            Poll::Ready(block) => return Some(block),
+            Poll::Pending if stdout_closed() => return None,
+            Poll::Pending => {}
+        }
+    }
+}
+
+/// Whether stdout is a pipe whose reader has gone, found without writing (a zero-timeout
+/// `poll`, which reports an error on such a pipe); `false` where it cannot tell.
+#[cfg(unix)]
+fn stdout_closed() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdout = io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+}
+
+#[cfg(not(unix))]
+fn stdout_closed() -> bool {
+    false
 }
 
 /// A closed pipe is a quiet end; any other write error is reported.

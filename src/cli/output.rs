@@ -12,9 +12,9 @@ use parkit::fib::{self, Fibonacci};
 pub enum Format {
     /// The result alone, one per line.
     Value,
-    /// `n<TAB>result`.
+    /// n, a tab, then the result.
     Tsv,
-    /// One JSON object per line: `{"n":10,"digits":2,"value":"55"}`.
+    /// One JSON object per line: {"n":10,"digits":2,"value":"55"}.
     Json,
 }
 
@@ -51,11 +51,11 @@ impl What {
 /// Which number representation computes full values (`--engine`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Engine {
-    /// Decimal for values past [`AUTO_DECIMAL_MIN_N`], binary below.
+    /// Decimal from n = 187 on (where F(n) outgrows 128 bits), binary below.
     Auto,
     /// num-bigint fast doubling, then conversion to decimal.
     Binary,
-    /// Fast doubling directly in base 10^19 (`parkit::decimal`): printing is a linear copy.
+    /// Fast doubling directly in base 10^19 (parkit::decimal): printing is a linear copy.
     Decimal,
 }
 
@@ -146,7 +146,7 @@ impl Printer {
                     self.line(&mut out, n, 0, &r.to_string());
                 });
             }
-            What::Last(k) => self.render_last(&mut out, ns, k),
+            What::Last(k) => self.render_last(engine, &mut out, ns, k),
         }
         out
     }
@@ -225,43 +225,72 @@ impl Printer {
         }
     }
 
-    fn render_last(&self, out: &mut Vec<u8>, ns: &[u64], k: u32) {
+    fn render_last(&self, engine: &Fibonacci, out: &mut Vec<u8>, ns: &[u64], k: u32) {
         let width = k as usize;
         let emit = |out: &mut Vec<u8>, n: u64, text: &str| {
             self.line(out, n, fib::digit_count(n), text);
         };
+        // Where K covers all of F(n), the line is F(n) in full: computed by the decimal planner
+        // (runs of neighbours by additions, in parallel), never in binary then converted.
+        let short: Vec<u64> = ns
+            .iter()
+            .copied()
+            .filter(|&n| u64::from(k) >= fib::digit_count(n))
+            .collect();
+        let mut full = if short.is_empty() {
+            Vec::new()
+        } else {
+            engine.batch_map_decimal(&short, |_, v| v.to_string())
+        }
+        .into_iter();
         if k <= 19 {
             let m = 10u64.pow(k);
             for_each_residue(ns, m, |n, r| {
                 if u64::from(k) >= fib::digit_count(n) {
-                    emit(out, n, &fib::fib(n).to_string());
+                    let text = full.next().expect("one value per short n");
+                    emit(out, n, &text);
                 } else {
                     emit(out, n, &format!("{r:0width$}"));
                 }
             });
             return;
         }
-        let m = BigUint::from(10u32).pow(k);
+        // 10^K itself costs seconds for K = 10^7: built only for a value longer than K.
+        let mut m: Option<BigUint> = None;
         let mut run: Option<(u64, (BigUint, BigUint))> = None;
         for &n in ns {
             if u64::from(k) >= fib::digit_count(n) {
-                emit(out, n, &fib::fib(n).to_string());
+                let text = full.next().expect("one value per short n");
+                emit(out, n, &text);
                 continue;
             }
+            let m = m.get_or_insert_with(|| BigUint::from(10u32).pow(k));
             let pair = match run.take() {
                 Some((prev, mut p)) if prev < n && n - prev <= 64 => {
                     for _ in prev..n {
-                        let s = (&p.0 + &p.1) % &m;
+                        let s = (&p.0 + &p.1) % &*m;
                         p = (std::mem::take(&mut p.1), s);
                     }
                     p
                 }
                 _ => fib::fib_pair_mod_pow10(n, k),
             };
-            emit(out, n, &format!("{:0>width$}", pair.0));
+            emit(out, n, &zero_pad(pair.0.to_string(), width));
             run = Some((n, pair));
         }
     }
+}
+
+/// `text` with leading zeros up to `width` characters, by hand: a format width above 65535
+/// panics ("Formatting argument out of range"), and `--last` goes up to 10,000,000.
+fn zero_pad(text: String, width: usize) -> String {
+    if text.len() >= width {
+        return text;
+    }
+    let mut out = String::with_capacity(width);
+    out.extend(std::iter::repeat_n('0', width - text.len()));
+    out.push_str(&text);
+    out
 }
 
 /// Calls `f(n, F(n) mod m)` for each n, stepping by additions through consecutive values.

@@ -276,7 +276,68 @@ struct Segment {
     cost: f64,
 }
 
+/// The largest n a [`Fibonacci`] engine computes in full, in either base: 10^12.
+///
+/// F(10^12) has about 2.09 * 10^11 digits (87 GB in binary). Past it, the decimal NTT has no
+/// transform for the products (see [`crate::decimal`]), and no machine holds the value anyway;
+/// the engine refuses such n up front (a panic naming n and the size) instead of running for
+/// hours or failing deep inside a multiplication. [`fib_mod`](super::fib_mod),
+/// [`last_digits`](super::last_digits) and [`digit_count`](super::digit_count) work for every
+/// `u64` n.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::fib::{Fibonacci, MAX_N, value_bytes};
+///
+/// // A caller checks its inputs before asking the engine.
+/// let n = u64::MAX;
+/// assert!(n > MAX_N);
+/// assert!(value_bytes(MAX_N) > 80_000_000_000);
+/// assert!(Fibonacci::check_size(n).unwrap_err().contains("digits"));
+/// assert!(Fibonacci::check_size(MAX_N).is_ok());
+/// ```
+pub const MAX_N: u64 = 1_000_000_000_000;
+
 impl Fibonacci {
+    /// Whether the engine computes F(n) in full: `Ok` for `n <= MAX_N`, otherwise the message
+    /// its methods panic with, naming n and the size of F(n).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::fib::Fibonacci;
+    ///
+    /// assert!(Fibonacci::check_size(1_000_000).is_ok());
+    /// let why = Fibonacci::check_size(u64::MAX).unwrap_err();
+    /// assert!(why.starts_with("F(18446744073709551615) has about 3.86e18 digits"), "{why}");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The message above when `n > MAX_N`.
+    pub fn check_size(n: u64) -> Result<(), String> {
+        if n <= MAX_N {
+            return Ok(());
+        }
+        Err(format!(
+            "F({n}) has about {:.2e} digits ({:.2e} bytes in binary), past the largest value the \
+             Fibonacci engine computes, F({MAX_N}); fib_mod, last_digits and digit_count work \
+             for any n",
+            super::digit_count(n) as f64,
+            super::value_bytes(n) as f64,
+        ))
+    }
+
+    /// Panics with [`Fibonacci::check_size`]'s message for the largest of `ns`, if too large.
+    fn guard(ns: &[u64]) {
+        if let Some(&n) = ns.iter().max() {
+            if let Err(why) = Self::check_size(n) {
+                panic!("{why}");
+            }
+        }
+    }
+
     /// An engine on one thread per core with the default cache budget.
     ///
     /// # Panics
@@ -374,6 +435,10 @@ impl Fibonacci {
     /// assert_eq!(e.get(0).to_string(), "0");
     /// assert_eq!(e.get(93).to_string(), "12200160415121876738");
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If an input is past [`MAX_N`] (see [`Fibonacci::check_size`]), before any work starts.
     #[must_use]
     pub fn get(&self, n: u64) -> BigUint {
         self.batch(&[n]).pop().expect("one input gives one output")
@@ -388,8 +453,13 @@ impl Fibonacci {
     /// let (a, b) = e.pair(20);
     /// assert_eq!((a.to_string(), b.to_string()), ("6765".into(), "10946".into()));
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `n > MAX_N` ([`MAX_N`]): F(n) is too large to compute (see [`Fibonacci::check_size`]).
     #[must_use]
     pub fn pair(&self, n: u64) -> (BigUint, BigUint) {
+        Self::guard(&[n]);
         let b = &self.binary;
         let p = self
             .pool
@@ -414,6 +484,10 @@ impl Fibonacci {
     ///     assert_eq!(v[i], parkit::fib::fib(*n));
     /// }
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If an input is past [`MAX_N`] (see [`Fibonacci::check_size`]), before any work starts.
     #[must_use]
     pub fn batch(&self, ns: &[u64]) -> Vec<BigUint> {
         self.batch_map(ns, |_, v| v.clone())
@@ -427,6 +501,7 @@ impl Fibonacci {
     ///
     /// # Panics
     ///
+    /// If an input is past [`MAX_N`] (before any work starts: see [`Fibonacci::check_size`]).
     /// A panic in `f` is propagated to the caller (after the other tasks stop).
     ///
     /// # Examples
@@ -441,6 +516,7 @@ impl Fibonacci {
         R: Send,
         F: Fn(u64, &BigUint) -> R + Sync,
     {
+        Self::guard(ns);
         self.binary.batch_map(&self.pool, self.granularity, ns, f)
     }
 
@@ -453,6 +529,10 @@ impl Fibonacci {
     /// let e = parkit::fib::Fibonacci::new();
     /// assert_eq!(e.get_decimal(100).to_string(), "354224848179261915075");
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If an input is past [`MAX_N`] (see [`Fibonacci::check_size`]), before any work starts.
     #[must_use]
     pub fn get_decimal(&self, n: u64) -> DecNat {
         self.batch_map_decimal(&[n], |_, v| v.clone())
@@ -477,6 +557,10 @@ impl Fibonacci {
     ///     assert_eq!(x.to_string(), fib(n).to_string());
     /// }
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If an input is past [`MAX_N`] (see [`Fibonacci::check_size`]), before any work starts.
     #[must_use]
     pub fn batch_decimal(&self, ns: &[u64]) -> Vec<DecNat> {
         self.batch_map_decimal(ns, |_, v| v.clone())
@@ -488,6 +572,7 @@ impl Fibonacci {
     ///
     /// # Panics
     ///
+    /// If an input is past [`MAX_N`] (before any work starts: see [`Fibonacci::check_size`]).
     /// A panic in `f` is propagated to the caller (after the other tasks stop).
     ///
     /// # Examples
@@ -502,6 +587,7 @@ impl Fibonacci {
         R: Send,
         F: Fn(u64, &DecNat) -> R + Sync,
     {
+        Self::guard(ns);
         self.decimal.batch_map(&self.pool, self.granularity, ns, f)
     }
 }
@@ -802,6 +888,53 @@ impl<R: Repr> Planner<R> {
 mod tests {
     use super::*;
     use crate::fib::fib;
+
+    #[test]
+    fn values_past_max_n_are_refused_up_front_in_both_bases() {
+        // Regression: batch(&[u64::MAX]) and pair(u64::MAX) ran for ever (1.2 GB and counting),
+        // batch_decimal(&[u64::MAX]) panicked deep in the NTT.
+        let e = Fibonacci::builder().threads(2).build().unwrap();
+        type Call = Box<dyn Fn(&Fibonacci)>;
+        let calls: [(&str, Call); 6] = [
+            ("batch", Box::new(|e| drop(e.batch(&[5, u64::MAX])))),
+            ("pair", Box::new(|e| drop(e.pair(u64::MAX)))),
+            ("get", Box::new(|e| drop(e.get(MAX_N + 1)))),
+            (
+                "batch_decimal",
+                Box::new(|e| drop(e.batch_decimal(&[u64::MAX]))),
+            ),
+            ("get_decimal", Box::new(|e| drop(e.get_decimal(MAX_N + 1)))),
+            (
+                "batch_map_decimal",
+                Box::new(|e| drop(e.batch_map_decimal(&[u64::MAX - 1], |_, _| ()))),
+            ),
+        ];
+        for (name, call) in calls {
+            let started = std::time::Instant::now();
+            let payload =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&e))).unwrap_err();
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default();
+            assert!(msg.contains("past the largest value"), "{name}: {msg:?}");
+            assert!(
+                msg.contains("digits") && msg.contains("bytes"),
+                "{name}: {msg}"
+            );
+            assert!(
+                started.elapsed().as_secs() < 5,
+                "{name} worked before refusing"
+            );
+        }
+        assert_eq!(
+            Fibonacci::check_size(u64::MAX),
+            Fibonacci::check_size(u64::MAX),
+        );
+        assert!(Fibonacci::check_size(MAX_N).is_ok());
+        // The engine still works afterwards.
+        assert_eq!(e.get(10).to_string(), "55");
+    }
 
     #[test]
     fn batch_is_in_input_order_with_duplicates() {

@@ -28,7 +28,7 @@ use num_bigint::BigUint;
 pub use decimal::to_decimal;
 pub use digits::{WORKING_COPIES, bit_estimate, digit_count, value_bytes, working_bytes};
 pub use engine::{
-    BuildError, Cancelled, DEFAULT_CACHE_BYTES, DecimalPair, Fibonacci, FibonacciBuilder,
+    BuildError, Cancelled, DEFAULT_CACHE_BYTES, DecimalPair, Fibonacci, FibonacciBuilder, MAX_N,
 };
 pub use modular::{advance_mod, fib_mod, fib_pair_mod, fib_pair_mod_pow10, last_digits};
 pub use small::{MAX_N as U128_MAX_N, fib_u128};

@@ -108,17 +108,29 @@ pub fn last_digits(n: u64, k: u32) -> String {
         return String::new();
     }
     if u64::from(k) >= digits::digit_count(n) {
-        return super::fib(n).to_string();
+        // All of F(n): computed in base 10^19, whose text is a linear copy.
+        return crate::decimal::fib(n).to_string();
     }
-    let width = k as usize;
-    if k <= 19 {
-        let v = fib_mod(n, 10u64.pow(k));
-        format!("{v:0width$}")
+    let text = if k <= 19 {
+        fib_mod(n, 10u64.pow(k)).to_string()
     } else {
-        let m = BigUint::from(10u32).pow(k);
-        let v = pair_mod_big(n, &m).0;
-        format!("{v:0>width$}")
+        pair_mod_big(n, &BigUint::from(10u32).pow(k)).0.to_string()
+    };
+    zero_pad(text, k as usize)
+}
+
+/// `text` with leading zeros up to `width` characters.
+///
+/// By hand: a format width (`{:0>width$}`) above 65535 panics ("Formatting argument out of
+/// range"), and `--last` goes up to 10,000,000 digits.
+pub(crate) fn zero_pad(text: String, width: usize) -> String {
+    if text.len() >= width {
+        return text;
     }
+    let mut out = String::with_capacity(width);
+    out.extend(std::iter::repeat_n('0', width - text.len()));
+    out.push_str(&text);
+    out
 }
 
 /// Steps a run of residues forward: (F(i), F(i+1)) mod m -> (F(i+1), F(i+2)) mod m.
@@ -198,6 +210,31 @@ mod tests {
                 assert_eq!(last_digits(n, k), want, "n = {n}, k = {k}");
             }
         }
+    }
+
+    #[test]
+    fn last_digits_wider_than_a_format_width() {
+        // Regression: widths above 65535 panicked in `format!("{v:0>width$}")`.
+        let n = 400_000; // 83,595 digits
+        let full = super::super::fib(n).to_string();
+        assert_eq!(full.len(), 83_595);
+        for k in [65_536u32, 70_000, 83_594] {
+            let got = last_digits(n, k);
+            assert_eq!(got, full[full.len() - k as usize..], "k = {k}");
+        }
+        // Shorter than K: all of F(n).
+        assert_eq!(last_digits(n, 100_000), full);
+        assert_eq!(last_digits(n, 10_000_000), full);
+        // Huge n: exactly K digits, leading zeros kept.
+        let big = last_digits(1_000_000_000_000_000_000, 65_536);
+        assert_eq!(big.len(), 65_536);
+        assert!(big.bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(
+            big[big.len() - 19..],
+            last_digits(1_000_000_000_000_000_000, 19)
+        );
+        assert_eq!(zero_pad("42".into(), 70_000).len(), 70_000);
+        assert!(zero_pad("42".into(), 70_000).ends_with("00042"));
     }
 
     #[test]

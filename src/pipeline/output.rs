@@ -6,10 +6,11 @@ use std::fmt;
 use std::iter::FusedIterator;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::task::Poll;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use super::error::{BoxError, PipelineError};
 use super::shared::{Msg, Shared, recv};
@@ -186,6 +187,118 @@ impl<T> IntoIter<T> {
     }
 }
 
+impl<T> IntoIter<T> {
+    /// The next item if it is ready now, without waiting: `Poll::Ready` with what
+    /// [`next`](Iterator::next) would return (an item, the error, or `None` at the end), or
+    /// `Poll::Pending` when the next item in order is still on its way.
+    ///
+    /// For a consumer that does something useful while it would wait, such as flushing what it
+    /// has written so far so that a reader sees it at once.
+    ///
+    /// Locking behaviour: never blocks; items that have arrived out of order are buffered as
+    /// [`next`](Iterator::next) buffers them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::task::Poll;
+    /// use std::time::Duration;
+    /// use parkit::pipeline::Pipeline;
+    ///
+    /// let mut out = Pipeline::from(0..2u64)
+    ///     .stage("slow", 1, |x| { std::thread::sleep(Duration::from_millis(200 * x)); x })
+    ///     .into_iter();
+    /// assert_eq!(out.next().unwrap()?, 0);
+    /// assert!(out.try_next().is_pending()); // item 1 takes 200 ms
+    /// assert_eq!(out.next().unwrap()?, 1);
+    /// assert!(matches!(out.try_next(), Poll::Ready(None)));
+    /// # Ok::<(), parkit::pipeline::PipelineError>(())
+    /// ```
+    pub fn try_next(&mut self) -> Poll<Option<Result<T, PipelineError>>> {
+        self.poll_until(Instant::now())
+    }
+
+    /// The next item if it is ready within `timeout`: as [`try_next`](IntoIter::try_next), but
+    /// waits up to `timeout` (returning as soon as the item arrives) before `Poll::Pending`.
+    ///
+    /// For a consumer that must look at something else now and then while it waits (`fibo`
+    /// checks whether the reader of its output is still there).
+    ///
+    /// Locking behaviour: blocks the calling thread for at most `timeout` (a little more when
+    /// the run is cancelled meanwhile: noticed within 10 ms).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use parkit::pipeline::Pipeline;
+    ///
+    /// let mut out = Pipeline::from(0..1u64)
+    ///     .stage("slow", 1, |x| { std::thread::sleep(Duration::from_millis(300)); x })
+    ///     .into_iter();
+    /// assert!(out.next_timeout(Duration::from_millis(10)).is_pending());
+    /// let got = out.next_timeout(Duration::from_secs(30));
+    /// assert!(matches!(got, std::task::Poll::Ready(Some(Ok(0)))));
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Poll<Option<Result<T, PipelineError>>> {
+        self.poll_until(Instant::now() + timeout)
+    }
+
+    fn poll_until(&mut self, deadline: Instant) -> Poll<Option<Result<T, PipelineError>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Some(Some(_)) = self.pending.front() {
+                let item = self.pending.pop_front().flatten().expect("checked");
+                return Poll::Ready(self.hand_out(self.delivered, item));
+            }
+            if self.shared.is_cancelled() {
+                return Poll::Ready(self.fail());
+            }
+            let (index, item) = match self.rx.try_recv() {
+                Ok(msg) => msg,
+                // Every queue closed: `next` ends the run without waiting.
+                Err(TryRecvError::Disconnected) => return Poll::Ready(self.next()),
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Poll::Pending;
+                    }
+                    let wait = (deadline - now).min(Duration::from_millis(10));
+                    match self.rx.recv_timeout(wait) {
+                        Ok(msg) => msg,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => return Poll::Ready(self.next()),
+                    }
+                }
+            };
+            if let Some(out) = self.place(index, item) {
+                return Poll::Ready(out);
+            }
+        }
+    }
+
+    /// Hands out a received item if it is the next in order (or in an unordered run), else
+    /// buffers it.
+    fn place(&mut self, index: usize, item: T) -> Option<Option<Result<T, PipelineError>>> {
+        if !self.ordered {
+            return Some(self.hand_out(index, item));
+        }
+        // Ordered: the window keeps `index - delivered` below the window size.
+        let offset = index - self.delivered;
+        if offset == 0 {
+            self.pending.pop_front();
+            return Some(self.hand_out(index, item));
+        }
+        if self.pending.len() <= offset {
+            self.pending.resize_with(offset + 1, || None);
+        }
+        self.pending[offset] = Some(item);
+        None
+    }
+}
+
 impl<T> Iterator for IntoIter<T> {
     type Item = Result<T, PipelineError>;
 
@@ -214,19 +327,9 @@ impl<T> Iterator for IntoIter<T> {
                 self.finish();
                 return None;
             };
-            if !self.ordered {
-                return self.hand_out(index, item);
+            if let Some(out) = self.place(index, item) {
+                return out;
             }
-            // Ordered: the window keeps `index - delivered` below the window size.
-            let offset = index - self.delivered;
-            if offset == 0 {
-                self.pending.pop_front();
-                return self.hand_out(index, item);
-            }
-            if self.pending.len() <= offset {
-                self.pending.resize_with(offset + 1, || None);
-            }
-            self.pending[offset] = Some(item);
         }
     }
 }
@@ -250,5 +353,61 @@ impl<T> fmt::Debug for IntoIter<T> {
             .field("buffered", &self.pending.iter().flatten().count())
             .field("finished", &self.finished)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Poll;
+    use std::time::{Duration, Instant};
+
+    use crate::pipeline::Pipeline;
+
+    #[test]
+    fn try_next_never_waits_and_keeps_the_order() {
+        // Item 0 is slow, items 1.. are fast: they arrive first, wait in the buffer, and come
+        // out in order once item 0 is there.
+        let mut out = Pipeline::from(0..6u64)
+            .stage("work", 3, |x| {
+                if x == 0 {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                x
+            })
+            .into_iter();
+        let started = Instant::now();
+        assert!(out.try_next().is_pending());
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "try_next waited"
+        );
+        let mut got = Vec::new();
+        loop {
+            match out.try_next() {
+                Poll::Ready(Some(x)) => got.push(x.unwrap()),
+                Poll::Ready(None) => break,
+                Poll::Pending => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        assert_eq!(got, [0, 1, 2, 3, 4, 5]);
+        assert!(out.report().is_some());
+        assert!(matches!(out.try_next(), Poll::Ready(None)));
+        assert!(out.next().is_none());
+    }
+
+    #[test]
+    fn try_next_reports_a_failure() {
+        let mut out = Pipeline::from(0..3u64)
+            .try_stage("check", 1, |x| if x == 1 { Err("bad") } else { Ok(x) })
+            .into_iter();
+        let mut seen = Vec::new();
+        loop {
+            match out.try_next() {
+                Poll::Ready(Some(r)) => seen.push(r.is_ok()),
+                Poll::Ready(None) => break,
+                Poll::Pending => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        assert_eq!(seen.last(), Some(&false), "{seen:?}");
     }
 }

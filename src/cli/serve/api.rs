@@ -89,24 +89,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A token as shown in a message: control characters escaped, long ones cut.
+/// A token as shown in a message: control characters escaped, long ones cut (the CLI's rule).
 pub(crate) fn shorten(token: &str) -> String {
-    const KEEP: usize = 40;
-    let mut out: String = token
-        .chars()
-        .take(KEEP)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
-    if token.chars().count() > KEEP {
-        out.push_str(&format!("... ({} bytes)", token.len()));
-    }
-    out
+    input::shown(token)
 }
 
 /// The options of a request, with the CLI's meanings.
@@ -324,7 +309,7 @@ fn place(origin: &Origin) -> String {
 /// Inputs from a text body, read exactly as the CLI reads a file.
 pub(crate) fn from_text(body: &[u8]) -> Result<Vec<Located>, ApiError> {
     match input::parse_text(body, "<body>") {
-        Ok(items) => Ok(items.into_iter().map(|(i, o)| (i, place(&o))).collect()),
+        Ok(items) => Ok(items.iter().map(|(i, o)| (i, place(&o))).collect()),
         Err(ReadError::Input(e)) => {
             let at = place(&e.origin);
             Err(ApiError::bad_token(

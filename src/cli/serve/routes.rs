@@ -237,15 +237,29 @@ const STREAM_LIMBS: usize = stream::CHUNK / 19;
 /// F(n)'s line as a body that formats its digits chunk by chunk as the connection takes them:
 /// no thread waits on the client and only one chunk of text exists at a time (the value itself
 /// is shared with the cache).
-fn value_stream(hub: &Arc<Hub>, format: Format, n: u64, pair: DecimalPair, memory: Reservation) -> Body {
+fn value_stream(
+    hub: &Arc<Hub>,
+    format: Format,
+    n: u64,
+    pair: DecimalPair,
+    memory: Reservation,
+) -> Body {
     let limbs = pair.0.limbs().len().max(1);
     let mut head = Vec::new();
     let _ = match format {
         Format::Value => Ok(()),
         Format::Tsv => write!(head, "{n}\t"),
-        Format::Json => write!(head, r#"{{"n":{n},"digits":{},"value":""#, pair.0.digit_count()),
+        Format::Json => write!(
+            head,
+            r#"{{"n":{n},"digits":{},"value":""#,
+            pair.0.digit_count()
+        ),
     };
-    let tail: &'static [u8] = if format == Format::Json { b"\"}\n" } else { b"\n" };
+    let tail: &'static [u8] = if format == Format::Json {
+        b"\"}\n"
+    } else {
+        b"\n"
+    };
     let metrics = Arc::clone(&hub.metrics);
     let chunks = (0..limbs).step_by(STREAM_LIMBS).map(move |start| {
         let _held = &memory;
@@ -253,7 +267,8 @@ fn value_stream(hub: &Arc<Hub>, format: Format, n: u64, pair: DecimalPair, memor
         if start == 0 {
             out.append(&mut head);
         }
-        pair.0.write_text_range(start..start + STREAM_LIMBS, &mut out);
+        pair.0
+            .write_text_range(start..start + STREAM_LIMBS, &mut out);
         if start + STREAM_LIMBS >= limbs {
             out.extend_from_slice(tail);
         }
@@ -598,9 +613,15 @@ mod tests {
     #[tokio::test]
     async fn streamed_values_are_the_cli_lines() {
         use http_body_util::BodyExt;
-        let engine = parkit::fib::Fibonacci::builder().threads(1).build().unwrap();
+        let engine = parkit::fib::Fibonacci::builder()
+            .threads(1)
+            .build()
+            .unwrap();
         let hub = Hub::new(
-            parkit::fib::Fibonacci::builder().threads(1).build().unwrap(),
+            parkit::fib::Fibonacci::builder()
+                .threads(1)
+                .build()
+                .unwrap(),
             super::super::hub::Limits {
                 max_n: 1 << 40,
                 max_inputs: 10,
