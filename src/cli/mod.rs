@@ -142,8 +142,8 @@ pub enum Command {
     /// Send inputs to fibo workers through a Celery broker, in cost-balanced chunks, and print
     /// exactly what plain fibo prints for them
     Submit(distributed::SubmitArgs),
-    /// Serve Fibonacci numbers over HTTP: a page for people, `GET /fib/N` and `POST /batch`
-    /// for programs, `/metrics` for Prometheus; one engine and one cache for every user
+    /// Serve Fibonacci numbers over HTTP: a page for people, GET /fib/N and POST /batch for
+    /// programs, /metrics for Prometheus; one engine and one cache for every user
     Serve(serve::ServeArgs),
 }
 

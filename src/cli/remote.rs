@@ -23,6 +23,15 @@
 //! hash. So `submit` sends again a chunk whose worker stalls. Tasks are pure functions of
 //! their arguments, so a late duplicate is harmless.
 
+/// `eprintln!` that ignores a failure: a worker whose stderr is closed or full (`| head`,
+/// `2>/dev/full`) keeps working instead of panicking on its log line.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -293,7 +302,7 @@ pub fn worker(args: &WorkerArgs) -> Result<(), CliError> {
             results,
         } = connect(&args.redis.broker, backend_url, timeout).await?;
         let me = format!("fibo@{}:{}", hostname(), std::process::id());
-        eprintln!(
+        note!(
             "fibo worker {me}: taking {TASK} from queue '{}' at {} (results to {}), {} threads",
             args.redis.queue,
             redact(&args.redis.broker),
@@ -513,7 +522,7 @@ async fn serve(
     // Asked twice, it quits at once: the running tasks stay unacknowledged, and `submit`
     // sends them again.
     let stop = watch_signals(move || {
-        eprintln!("fibo worker {me}: stopping once the running tasks finish (again to quit now)");
+        note!("fibo worker {me}: stopping once the running tasks finish (again to quit now)");
     })?;
     let lost = |e: &dyn std::fmt::Display| {
         CliError::Runtime(format!(
@@ -531,7 +540,7 @@ async fn serve(
     while !stop.load(Ordering::SeqCst) {
         while let Some(joined) = running.try_join_next() {
             if let Err(e) = joined {
-                eprintln!("fibo worker {}: a task was lost: {e}", ctx.me);
+                note!("fibo worker {}: a task was lost: {e}", ctx.me);
             }
         }
         let permit = tokio::select! {
@@ -554,7 +563,7 @@ async fn serve(
                     // Back where it was, first in line for the next worker.
                     let back = redis::cmd("RPUSH").arg(&ctx.queue).arg(&raw).clone();
                     if let Err(e) = patiently::<()>(&ctx.conn, &back).await {
-                        eprintln!(
+                        note!(
                             "fibo worker {}: a task taken while stopping is lost: {e}",
                             ctx.me
                         );
@@ -572,13 +581,13 @@ async fn serve(
                 if since.elapsed() > BROKER_GRACE {
                     return Err(lost(&e));
                 }
-                eprintln!("fibo worker {}: broker error, retrying: {e}", ctx.me);
+                note!("fibo worker {}: broker error, retrying: {e}", ctx.me);
                 tokio::time::sleep(POP_WAIT).await;
             }
         }
     }
     if !running.is_empty() {
-        eprintln!(
+        note!(
             "fibo worker {}: stopping after {} running task(s)",
             ctx.me,
             running.len()
@@ -857,13 +866,13 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
     let (id, taken) = match read_message(&raw) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("fibo worker {}: dropped an unreadable message: {e}", ctx.me);
+            note!("fibo worker {}: dropped an unreadable message: {e}", ctx.me);
             return;
         }
     };
     let short = id.get(..8).unwrap_or(&id).to_string();
     if is_withdrawn(ctx, &id).await {
-        eprintln!(
+        note!(
             "fibo worker {}: task {short} withdrawn by its client, skipped",
             ctx.me
         );
@@ -888,7 +897,7 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
         return pass_on(ctx, &id, &raw, why).await;
     }
     let top = job.ns.iter().max().copied().unwrap_or(0);
-    eprintln!(
+    note!(
         "fibo worker {}: task {short} started: {} inputs, n up to {top}",
         ctx.me,
         job.ns.len()
@@ -921,7 +930,7 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
     // A client that withdrew the task (interrupted, or answered by another copy) has
     // deleted its keys or is about to: a result stored now would stay for RESULT_TTL.
     if is_withdrawn(ctx, &id).await {
-        eprintln!(
+        note!(
             "fibo worker {}: task {short} withdrawn by its client while running; result \
              dropped",
             ctx.me
@@ -941,12 +950,12 @@ async fn handle(ctx: &Arc<Ctx>, raw: String) {
             if is_withdrawn(ctx, &id).await {
                 forget(ctx, &id).await;
             }
-            eprintln!("fibo worker {}: task {short} done in {took:.1} ms", ctx.me);
+            note!("fibo worker {}: task {short} done in {took:.1} ms", ctx.me);
             ack(ctx, &id).await;
         }
         Err(Stored::Refused(why)) => fail(ctx, &id, Refusal::value(why)).await,
         Err(Stored::Unreachable(why)) => {
-            eprintln!("fibo worker {}: cannot store a result: {why}", ctx.me);
+            note!("fibo worker {}: cannot store a result: {why}", ctx.me);
         }
     }
 }
@@ -986,7 +995,7 @@ async fn pass_on(ctx: &Ctx, id: &str, raw: &str, why: String) {
         return fail(ctx, id, Refusal::value(why)).await;
     }
     message["headers"]["fibo_passed_on"] = count.into();
-    eprintln!(
+    note!(
         "fibo worker {}: task {short} put back for a worker with more memory ({count} of \
          {MAX_PASS_ON}): {why}",
         ctx.me
@@ -1014,9 +1023,10 @@ const FAILURE_TRIES: u32 = 5;
 /// Python `get()` waiting on the result's channel hears of it either way.
 async fn fail(ctx: &Ctx, id: &str, why: Refusal) {
     let short = id.get(..8).unwrap_or(id);
-    eprintln!(
+    note!(
         "fibo worker {}: task {short} failed: {}",
-        ctx.me, why.message
+        ctx.me,
+        why.message
     );
     let meta = failure_meta(id, why.exc_type, &why.message);
     for tried in 1.. {
@@ -1033,7 +1043,7 @@ async fn fail(ctx: &Ctx, id: &str, why: Refusal) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(Stored::Refused(e) | Stored::Unreachable(e)) => {
-                eprintln!("fibo worker {}: cannot store a failure: {e}", ctx.me);
+                note!("fibo worker {}: cannot store a failure: {e}", ctx.me);
                 return;
             }
         }
@@ -1167,7 +1177,7 @@ async fn ack(ctx: &Ctx, id: &str) {
         .arg(id)
         .clone();
     if let Err(e) = patiently::<()>(&ctx.conn, &done).await {
-        eprintln!("fibo worker {}: cannot acknowledge a task: {e}", ctx.me);
+        note!("fibo worker {}: cannot acknowledge a task: {e}", ctx.me);
     }
 }
 
@@ -1599,7 +1609,7 @@ async fn gather(
                 )));
             }
             bar.suspend(|| {
-                eprintln!(
+                note!(
                     "fibo: no result for {} in {} s; sending them again (try {} of {})",
                     g.inputs(c),
                     g.args.timeout,

@@ -60,6 +60,8 @@ pub(crate) struct Metrics {
     /// request then updates two atomics, with no label hashing and no lock.
     fast_requests: Vec<Vec<Counter>>,
     fast_latency: Vec<Histogram>,
+    /// Handles into `values`: hit, miss, shared.
+    pub values_by_source: [Counter; 3],
 }
 
 fn latency_histogram() -> Histogram {
@@ -93,6 +95,7 @@ impl Metrics {
             registry: Registry::default(),
             fast_requests: Vec::new(),
             fast_latency: Vec::new(),
+            values_by_source: Default::default(),
         };
         r.register(
             "fibo_http_requests",
@@ -191,10 +194,16 @@ impl Metrics {
                     .clone()
             })
             .collect();
+        let values_by_source = ["hit", "miss", "shared"].map(|kind| {
+            m.values
+                .get_or_create(&Kind { kind: kind.into() })
+                .clone()
+        });
         Metrics {
             registry: r,
             fast_requests,
             fast_latency,
+            values_by_source,
             ..m
         }
     }

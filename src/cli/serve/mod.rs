@@ -17,7 +17,7 @@ mod stream;
 
 use super::{CliError, memory, parse_jobs};
 
-/// `fibo serve`'s options.
+/// The options of fibo serve.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port. The first line on stderr names the
