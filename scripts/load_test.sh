@@ -6,16 +6,23 @@
 #
 # Measured, side by side in one run:
 #   1. cached GET /fib/1000: requests/s against a minimal axum "hello world" server
-#      (examples/hello_server.rs) under identical wrk settings; goal: ratio >= 0.8.
+#      (examples/hello_server.rs) under identical wrk settings, in ROUNDS alternating rounds
+#      (the median round's ratio counts); goal: ratio >= 0.8. Also each one's server CPU per
+#      request, which other load on the machine disturbs less than requests/s.
 #   2. CONNECTIONS (10,000) concurrent keep-alive connections for CONN_SECONDS (30 s) on the
 #      cached /fib/1000: errors (connect, read, write, timeout, non-2xx) and p50/p99; the same
 #      against the hello world server, to tell the machine's limits from fibo's.
 #   3. cached small n (scripts/load/small.lua) while distinct uncached n in 10^6..10^7
 #      (scripts/load/heavy.lua) run beside them, each in its own wrk: p99 of the small
 #      requests (goal < 20 ms) and the heavy requests' figures; plus the small ones alone.
+#      wrk has no rate control: the heavy side runs HEAVY_CONNECTIONS requests back to back, as
+#      many as the server computes (a 1% share of ~20,000 req/s would be 200 F(n ~ 5*10^6)
+#      a second, far past 2 cores); the summary gives the share reached.
 #   4. PARALLEL (1,000) concurrent requests for one uncached F(BIG_N = 10^7) on a fresh
 #      server: total wall time against one request's on another fresh server (goal <= 1.5x),
-#      and /metrics' miss and shared counts (one computation, everyone else waiting on it).
+#      and /metrics' miss and shared counts (one computation, everyone else waiting on it); then
+#      the same requests again, the value cached, to show what moving PARALLEL such bodies
+#      (2 MB each for F(10^7)) costs by itself.
 #   5. the figures of a capacity model (server CPU per request, memory per connection) and the
 #      model itself: instances at 2 and at 16 cores for USERS concurrent users each sending a
 #      request every THINK_SECONDS, with HIT_RATIO of the requests cached.
@@ -24,7 +31,7 @@
 # its CPU, the same for fibo and for the baseline.
 #
 # Environment (defaults in brackets):
-#   LOAD_SECONDS [10] WRK_THREADS [2] WRK_CONNECTIONS [64]       measurement 1
+#   LOAD_SECONDS [10] ROUNDS [3] WRK_THREADS [2] WRK_CONNECTIONS [64]  measurement 1
 #   CONNECTIONS [10000] CONN_SECONDS [30] CONN_THREADS [2]        measurement 2
 #   CONN_BASELINE [1]        also run measurement 2 against the hello world server
 #   MIX_SECONDS [20] SMALL_MAX [1000] SMALL_CONNECTIONS [32]
@@ -34,12 +41,14 @@
 #   MAX_CONCURRENCY [10000]  fibo serve's --max-concurrency (high, so nothing is shed)
 #   FIBO_ARGS                more `fibo serve` flags
 #   SKIP_BUILD=1             use the binaries already built
+#   BUILD_FLAGS              more cargo build flags (e.g. --all-features, to reuse such a build)
 
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 LOAD_SECONDS=${LOAD_SECONDS:-10}
+ROUNDS=${ROUNDS:-3}
 WRK_THREADS=${WRK_THREADS:-2}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-64}
 CONNECTIONS=${CONNECTIONS:-10000}
@@ -59,6 +68,7 @@ HIT_RATIO=${HIT_RATIO:-0.99}
 TARGET_UTILIZATION=${TARGET_UTILIZATION:-0.7}
 MAX_CONCURRENCY=${MAX_CONCURRENCY:-10000}
 FIBO_ARGS=${FIBO_ARGS:-}
+BUILD_FLAGS=${BUILD_FLAGS:-}
 
 TARGET=${CARGO_TARGET_DIR:-target}
 FIBO=$TARGET/release/fibo
@@ -107,7 +117,8 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need_fds" ]; then
 fi
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    cargo build --release --bin fibo --example hello_server >&2
+    # shellcheck disable=SC2086  # BUILD_FLAGS is a list of flags
+    cargo build --release --bin fibo --example hello_server $BUILD_FLAGS >&2
 fi
 [ -x "$FIBO" ] || die "no $FIBO"
 [ -x "$HELLO" ] || die "no $HELLO"
@@ -204,6 +215,7 @@ metrics_lines() {
 
 : >"$WORK/summary"
 say "fibo serve load test, $(date -u +%Y-%m-%dT%H:%M:%SZ), $CORES cores, $(uname -sr)"
+say "load average before: $(cut -d" " -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
 say "wrk $(wrk -v 2>&1 | head -n 1 | awk '{print $2}'), $(curl --version | head -n 1 | awk '{print $1, $2}'), ulimit -n $(ulimit -n)"
 say ""
 
@@ -218,19 +230,31 @@ curl -sf --max-time 10 "http://$HELLO_ADDR/" >/dev/null || die "hello server doe
 wrk1=(-t "$WRK_THREADS" -c "$WRK_CONNECTIONS")
 run_wrk hello-warm 2 "${wrk1[@]}" "http://$HELLO_ADDR/"
 run_wrk fibo-warm 2 "${wrk1[@]}" "http://$FIBO_ADDR/fib/1000"
-c0=$(cpu_ticks "$HELLO_PID")
-run_wrk hello "$LOAD_SECONDS" "${wrk1[@]}" "http://$HELLO_ADDR/"
-HELLO_CPU=$(calc "($(cpu_ticks "$HELLO_PID") - $c0) / $CLK_TCK" 3)
-c0=$(cpu_ticks "$FIBO_PID")
-run_wrk fib1000 "$LOAD_SECONDS" "${wrk1[@]}" "http://$FIBO_ADDR/fib/1000"
-FIB1000_CPU=$(calc "($(cpu_ticks "$FIBO_PID") - $c0) / $CLK_TCK" 3)
-
+# Alternating rounds, so that a change in the machine's other load hits both sides alike.
+HELLO_CPU=0 FIB1000_CPU=0 HELLO_REQS=0 FIB1000_REQS=0 RATIOS=""
+for r in $(seq 1 "$ROUNDS"); do
+    c0=$(cpu_ticks "$HELLO_PID")
+    run_wrk "hello-$r" "$LOAD_SECONDS" "${wrk1[@]}" "http://$HELLO_ADDR/"
+    HELLO_CPU=$(calc "$HELLO_CPU + ($(cpu_ticks "$HELLO_PID") - $c0) / $CLK_TCK" 3)
+    c0=$(cpu_ticks "$FIBO_PID")
+    run_wrk "fib1000-$r" "$LOAD_SECONDS" "${wrk1[@]}" "http://$FIBO_ADDR/fib/1000"
+    FIB1000_CPU=$(calc "$FIB1000_CPU + ($(cpu_ticks "$FIBO_PID") - $c0) / $CLK_TCK" 3)
+    HELLO_REQS=$((HELLO_REQS + $(wrk_requests "$WORK/hello-$r.wrk")))
+    FIB1000_REQS=$((FIB1000_REQS + $(wrk_requests "$WORK/fib1000-$r.wrk")))
+    RATIOS="$RATIOS $(calc "$(wrk_rps "$WORK/fib1000-$r.wrk") / ($(wrk_rps "$WORK/hello-$r.wrk") + 1e-9)" 3)"
+done
+# The round with the median ratio stands for the run.
+MEDIAN_ROUND=$(for r in $(seq 1 "$ROUNDS"); do
+    echo "$r $(echo "$RATIOS" | awk -v r="$r" '{print $r}')"
+done | sort -k2 -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+cp "$WORK/hello-$MEDIAN_ROUND.wrk" "$WORK/hello.wrk"
+cp "$WORK/fib1000-$MEDIAN_ROUND.wrk" "$WORK/fib1000.wrk"
 HELLO_RPS=$(wrk_rps "$WORK/hello.wrk")
 FIB_RPS=$(wrk_rps "$WORK/fib1000.wrk")
 RATIO1=$(calc "$FIB_RPS / ($HELLO_RPS + 1e-9)" 3)
 # Server CPU seconds per request: the basis of the capacity model.
-HIT_CPU_US=$(calc "$FIB1000_CPU / ($(wrk_requests "$WORK/fib1000.wrk") + 1e-9) * 1e6" 1)
-HELLO_CPU_US=$(calc "$HELLO_CPU / ($(wrk_requests "$WORK/hello.wrk") + 1e-9) * 1e6" 1)
+HIT_CPU_US=$(calc "$FIB1000_CPU / ($FIB1000_REQS + 1e-9) * 1e6" 1)
+HELLO_CPU_US=$(calc "$HELLO_CPU / ($HELLO_REQS + 1e-9) * 1e6" 1)
 
 # --- 2. 10,000 keep-alive connections ----------------------------------------------------
 rss0=$(rss_kb "$FIBO_PID")
@@ -290,27 +314,45 @@ for p in $(seq 1 "$procs"); do
         printf 'url = "http://%s/fib/%s"\noutput = "/dev/null"\n' "$MANY_ADDR" "$BIG_N"
     done >"$WORK/many-$p.cfg"
 done
-t0=$(now)
-many_jobs=()
-for p in $(seq 1 "$procs"); do
-    curl -s --parallel --parallel-immediate --parallel-max "$per" --max-time 300 \
-        --no-progress-meter -K "$WORK/many-$p.cfg" -w '%{http_code} %{time_total}\n' \
-        >"$WORK/many-$p.out" 2>"$WORK/many-$p.err" &
-    many_jobs+=("$!")
-done
-for job in "${many_jobs[@]}"; do wait "$job" || true; done
-MANY_S=$(calc "$(now) - $t0" 3)
-cat "$WORK"/many-*.out >"$WORK/many.out"
-cat "$WORK"/many-*.err >"$WORK/many.err"
+# parallel_round NAME: all PARALLEL requests at once; sets ROUND_S (wall seconds) and leaves
+# "http_code time_total time_to_first_byte" lines in $WORK/NAME.out.
+parallel_round() {
+    local name=$1 p t0 jobs=()
+    t0=$(now)
+    for p in $(seq 1 "$procs"); do
+        curl -s --parallel --parallel-immediate --parallel-max "$per" --max-time 300 \
+            --no-progress-meter -K "$WORK/many-$p.cfg" \
+            -w '%{http_code} %{time_total} %{time_starttransfer}\n' \
+            >"$WORK/$name-$p.out" 2>"$WORK/$name-$p.err" &
+        jobs+=("$!")
+    done
+    for p in "${jobs[@]}"; do wait "$p" || true; done
+    ROUND_S=$(calc "$(now) - $t0" 3)
+    cat "$WORK/$name"-*.out >"$WORK/$name.out"
+    cat "$WORK/$name"-*.err >"$WORK/$name.err"
+}
+# column_stat FILE COLUMN: "median max" of a column over the 200 answers.
+column_stat() {
+    awk -v c="$2" '$1 == 200 {print $c}' "$1" | sort -n |
+        awk '{a[NR] = $1} END {if (NR) printf "median %.3f s, max %.3f s", a[int((NR + 1) / 2)], a[NR]}'
+}
+parallel_round many
+MANY_S=$ROUND_S
 MANY_OK=$(awk '$1 == 200' "$WORK/many.out" | wc -l)
 MANY_BAD=$(awk '$1 != 200' "$WORK/many.out" | wc -l)
-MANY_MAX=$(awk '$1 == 200 && $2 > m {m = $2} END {printf "%.3f", m}' "$WORK/many.out")
-MANY_MED=$(awk '$1 == 200 {print $2}' "$WORK/many.out" | sort -n | awk '{a[NR] = $1} END {if (NR) printf "%.3f", a[int((NR + 1) / 2)]}')
+MANY_TOTAL=$(column_stat "$WORK/many.out" 2)
+MANY_TTFB=$(column_stat "$WORK/many.out" 3)
 RATIO4=$(calc "$MANY_S / ($ONE_S + 1e-9)" 2)
 metrics_lines "$MANY_ADDR" >"$WORK/metrics-many"
-MANY_MISS=$(awk -F' ' '/^fibo_values(_total)?\{kind="miss"\}/ {print $2}' "$WORK/metrics-many")
-MANY_SHARED=$(awk -F' ' '/^fibo_values(_total)?\{kind="shared"\}/ {print $2}' "$WORK/metrics-many")
-MANY_HIT=$(awk -F' ' '/^fibo_values(_total)?\{kind="hit"\}/ {print $2}' "$WORK/metrics-many")
+MANY_MISS=$(awk '/^fibo_values(_total)?\{kind="miss"\}/ {print $2}' "$WORK/metrics-many")
+MANY_SHARED=$(awk '/^fibo_values(_total)?\{kind="shared"\}/ {print $2}' "$WORK/metrics-many")
+MANY_HIT=$(awk '/^fibo_values(_total)?\{kind="hit"\}/ {print $2}' "$WORK/metrics-many")
+# The same again, F(BIG_N) now cached: what serving PARALLEL such bodies costs by itself.
+c0=$(cpu_ticks "$MANY_PID")
+parallel_round again
+AGAIN_S=$ROUND_S
+AGAIN_CPU_MS=$(calc "($(cpu_ticks "$MANY_PID") - $c0) / $CLK_TCK / $PARALLEL * 1000" 2)
+AGAIN_TTFB=$(column_stat "$WORK/again.out" 3)
 stop "$MANY_PID"
 {
     echo "### metrics after measurement 3"
@@ -320,7 +362,7 @@ stop "$MANY_PID"
     cat "$WORK/metrics-many"
     echo
     echo "### measurement 4, curl's errors"
-    head -n 20 "$WORK/many.err"
+    head -n 20 "$WORK/many.err" "$WORK/again.err"
     echo "### measurement 4, one request: http_code bytes time_to_first_byte: $ONE_OUT"
     cat "$WORK/one.headers"
 } >"$WORK/raw"
@@ -331,9 +373,11 @@ row() { printf '%-58s %-30s %s\n' "$1" "$2" "$3" | tee -a "$WORK/summary"; }
 
 say "== summary =="
 row "measurement" "result" "goal"
-row "1. hello world, GET / (-t$WRK_THREADS -c$WRK_CONNECTIONS ${LOAD_SECONDS}s)" "$HELLO_RPS req/s" ""
+row "1. hello world, GET / (-t$WRK_THREADS -c$WRK_CONNECTIONS ${LOAD_SECONDS}s)" "$HELLO_RPS req/s" "median round of $ROUNDS"
 row "1. fibo, cached GET /fib/1000 (same settings)" "$FIB_RPS req/s" ""
 row "1. ratio fibo / hello" "$RATIO1" ">= 0.8: $(verdict "$RATIO1 >= 0.8")"
+row "1. ratios of the rounds" "${RATIOS# }" ""
+row "1. server CPU per request: hello / fibo" "$HELLO_CPU_US / $HIT_CPU_US us" "ratio $(calc "$HELLO_CPU_US / ($HIT_CPU_US + 1e-9)" 3)"
 row "   p50 / p99 hello" "$(wrk_pct "$WORK/hello.wrk" 50) / $(wrk_pct "$WORK/hello.wrk" 99) ms" ""
 row "   p50 / p99 fibo" "$(wrk_pct "$WORK/fib1000.wrk" 50) / $(wrk_pct "$WORK/fib1000.wrk" 99) ms" ""
 row "2. $CONNECTIONS keep-alive connections, ${CONN_SECONDS}s" "$(wrk_rps "$WORK/conn.wrk") req/s" ""
@@ -354,10 +398,14 @@ row "3. heavy uncached n in [$HEAVY_LO, $HEAVY_HI) (-c$HEAVY_CONNECTIONS): p50 /
     "$(wrk_pct "$WORK/heavy.wrk" 50) / $(wrk_pct "$WORK/heavy.wrk" 99) ms" ""
 row "3. heavy: requests, share of all requests" "$HEAVY_N, ${HEAVY_SHARE}%" "$(wrk_errors "$WORK/heavy.wrk")"
 row "4. one GET /fib/$BIG_N, fresh server" "${ONE_S} s (x-fibo-cache ${ONE_CACHE:-?})" "$ONE_OUT"
-row "4. $PARALLEL concurrent GET /fib/$BIG_N, fresh server" "${MANY_S} s" "median ${MANY_MED} s, max ${MANY_MAX} s"
+row "4. $PARALLEL concurrent GET /fib/$BIG_N, fresh server" "${MANY_S} s" "total: $MANY_TOTAL"
 row "4. ratio many / one" "$RATIO4" "<= 1.5: $(verdict "$RATIO4 <= 1.5")"
+row "4. their time to first byte" "$MANY_TTFB" "one request: $(echo "$ONE_OUT" | awk '{printf "%.3f s", $3}')"
 row "4. answers: 200 / other" "$MANY_OK / $MANY_BAD" ""
 row "4. /metrics values: miss / shared / hit" "${MANY_MISS:-?} / ${MANY_SHARED:-?} / ${MANY_HIT:-?}" "miss = 1"
+row "4. the same $PARALLEL again, F($BIG_N) cached" "${AGAIN_S} s" "first byte: $AGAIN_TTFB"
+row "4. server CPU per cached F($BIG_N) response" "$AGAIN_CPU_MS ms" "$(calc "$(echo "$ONE_OUT" | awk '{print $2}') / 1048576" 1) MiB each"
+row "4. ratio many / (one + cached round)" "$(calc "$MANY_S / ($ONE_S + $AGAIN_S + 1e-9)" 2)" "1 = computed once, then only bytes to move"
 say ""
 
 # --- 5. capacity model -------------------------------------------------------------------
@@ -390,7 +438,8 @@ mkdir -p "$(dirname "$REPORT")"
     cat "$WORK/summary"
     echo
     echo "== raw outputs =="
-    for name in hello fib1000 conn hello-conn small-alone small heavy; do
+    for name in $(for r in $(seq 1 "$ROUNDS"); do echo "hello-$r fib1000-$r"; done) \
+        conn hello-conn small-alone small heavy; do
         [ -f "$WORK/$name.wrk" ] || continue
         cat "$WORK/$name.wrk"
         echo

@@ -432,6 +432,32 @@ async fn exercise(client: &Client, base: &str, shots: &Path) {
         .expect("screenshot")
         .expect("write target/serve_page.png");
 
+    // On a phone: nothing wider than the screen.
+    client.set_window_size(390, 844).await.expect("phone size");
+    client
+        .execute(
+            r#"document.querySelector('#results tr[data-n="95"]').scrollIntoView();"#,
+            vec![],
+        )
+        .await
+        .expect("scroll to the results");
+    wait_until(
+        client,
+        "the page to fit a phone's width",
+        "return document.documentElement.scrollWidth <= window.innerWidth;",
+    )
+    .await;
+    client
+        .screenshot()
+        .await
+        .map(|png| std::fs::write(shots.join("serve_page_phone.png"), png))
+        .expect("phone screenshot")
+        .expect("write target/serve_page_phone.png");
+    client
+        .set_window_size(1280, 1100)
+        .await
+        .expect("window size");
+
     // "show all" replaces the fold with the whole value, fetched from GET /fib/{n}.
     client
         .find(Locator::Css(
@@ -461,32 +487,23 @@ async fn exercise(client: &Client, base: &str, shots: &Path) {
         Some(fib_decimal(100_000).as_str()),
         "show all: F(100000)"
     );
-
-    // On a phone: nothing wider than the screen.
-    client.set_window_size(390, 844).await.expect("phone size");
+    // Pressed again, it folds the value back.
     client
-        .execute(
-            r#"document.getElementById("status").scrollIntoView();"#,
-            vec![],
-        )
+        .find(Locator::Css(
+            r#"#results tr[data-n="100000"] button.show-all"#,
+        ))
         .await
-        .expect("scroll to the results");
+        .expect("fold button of F(100000)")
+        .click()
+        .await
+        .expect("click fold");
     wait_until(
         client,
-        "the page to fit a phone's width",
-        "return document.documentElement.scrollWidth <= window.innerWidth;",
+        "F(100000) folded again",
+        r#"const c = document.querySelector('#results tr[data-n="100000"] code.num');
+           return c.classList.contains("folded") && c.querySelector(".head") !== null;"#,
     )
     .await;
-    client
-        .screenshot()
-        .await
-        .map(|png| std::fs::write(shots.join("serve_page_phone.png"), png))
-        .expect("phone screenshot")
-        .expect("write target/serve_page_phone.png");
-    client
-        .set_window_size(1280, 1100)
-        .await
-        .expect("window size");
 
     // 2. The same inputs again: every value from the cache.
     submit(client, INPUTS, "value", None).await;
