@@ -11,6 +11,25 @@ use std::time::{Duration, Instant};
 use num_bigint::BigUint;
 use reqwest::StatusCode;
 
+/// The servers the tests started, killed when a test times out: a hung test's runner thread
+/// never drops its `Server`, and the server would outlive the test process.
+static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// `common::watchdog`, and on failure every server still running is killed.
+fn watchdog<R: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        common::watchdog(secs, what, f)
+    })) {
+        Ok(r) => r,
+        Err(p) => {
+            for pid in STARTED.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            std::panic::resume_unwind(p)
+        }
+    }
+}
+
 /// A `fibo serve` on a free loopback port, stopped on drop.
 struct Server {
     child: Child,
@@ -32,6 +51,10 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("fibo runs");
+        STARTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id());
         let mut err = BufReader::new(child.stderr.take().expect("piped"));
         let mut first = String::new();
         err.read_line(&mut first).expect("a first line on stderr");
@@ -61,6 +84,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let pid = self.child.id();
+        STARTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&p| p != pid);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -132,7 +160,7 @@ fn fibo_cli(args: &[&str]) -> String {
 
 #[test]
 fn values_match_iteration_and_big_ones_their_residues() {
-    common::watchdog(120, "values", || {
+    watchdog(120, "values", || {
         let s = Server::start(&[]);
         runtime().block_on(async {
             for n in (0..400).step_by(7).chain([186, 187, 1000, 2999]) {
@@ -190,7 +218,7 @@ fn values_match_iteration_and_big_ones_their_residues() {
 
 #[test]
 fn batch_bytes_equal_the_cli_in_every_format() {
-    common::watchdog(180, "batch", || {
+    watchdog(180, "batch", || {
         let s = Server::start(&[]);
         let inputs = [
             "0",
@@ -260,7 +288,7 @@ fn batch_bytes_equal_the_cli_in_every_format() {
 
 #[test]
 fn bad_input_and_limits_get_a_clear_json_answer() {
-    common::watchdog(120, "limits", || {
+    watchdog(120, "limits", || {
         let s = Server::start(&[
             "--max-n",
             "1e6",
@@ -369,7 +397,7 @@ impl IntoParts for (StatusCode, reqwest::header::HeaderMap, String) {
 
 #[test]
 fn concurrent_requests_for_one_value_compute_it_once() {
-    common::watchdog(120, "coalescing", || {
+    watchdog(120, "coalescing", || {
         let s = Server::start(&["-j", "2", "--max-concurrency", "4"]);
         let n = 10_000_000u64;
         runtime().block_on(async {
@@ -419,7 +447,7 @@ fn concurrent_requests_for_one_value_compute_it_once() {
 
 #[test]
 fn a_client_that_leaves_cancels_its_work_unless_another_waits() {
-    common::watchdog(120, "cancellation", || {
+    watchdog(120, "cancellation", || {
         let s = Server::start(&["-j", "2", "--max-n", "1e9"]);
         runtime().block_on(async {
             // Leaves after 300 ms of a computation that takes seconds.
@@ -463,7 +491,7 @@ fn a_client_that_leaves_cancels_its_work_unless_another_waits() {
 
 #[test]
 fn a_burst_past_the_limit_is_shed_with_retry_after() {
-    common::watchdog(120, "shedding", || {
+    watchdog(120, "shedding", || {
         let s = Server::start(&["-j", "2", "--max-concurrency", "2"]);
         runtime().block_on(async {
             let c = client();
@@ -508,7 +536,7 @@ fn a_burst_past_the_limit_is_shed_with_retry_after() {
 
 #[test]
 fn a_cached_request_is_not_stuck_behind_a_heavy_one() {
-    common::watchdog(120, "fairness", || {
+    watchdog(120, "fairness", || {
         let s = Server::start(&["-j", "2", "--max-n", "1e9"]);
         runtime().block_on(async {
             let (st, _, _) = get(&s.url("/fib/100000")).await;
@@ -539,7 +567,7 @@ fn a_cached_request_is_not_stuck_behind_a_heavy_one() {
 
 #[test]
 fn a_panic_answers_500_for_its_request_only() {
-    common::watchdog(60, "panic", || {
+    watchdog(60, "panic", || {
         let s = Server::start_with_env(&[], &[("FIBO_SERVE_PANIC_AT", "12345")]);
         runtime().block_on(async {
             let (st, _, b) = get(&s.url("/fib/12345")).await;
@@ -553,7 +581,7 @@ fn a_panic_answers_500_for_its_request_only() {
 
 #[test]
 fn sigterm_finishes_the_request_in_flight_then_exits_0() {
-    common::watchdog(60, "shutdown", || {
+    watchdog(60, "shutdown", || {
         let mut s = Server::start(&["--grace", "30"]);
         runtime().block_on(async {
             let url = s.url("/fib/100000000");
@@ -577,7 +605,7 @@ fn sigterm_finishes_the_request_in_flight_then_exits_0() {
 
 #[test]
 fn bodies_are_compressed_when_the_client_asks() {
-    common::watchdog(60, "compression", || {
+    watchdog(60, "compression", || {
         let s = Server::start(&[]);
         runtime().block_on(async {
             for enc in ["gzip", "br"] {

@@ -194,11 +194,8 @@ impl Metrics {
                     .clone()
             })
             .collect();
-        let values_by_source = ["hit", "miss", "shared"].map(|kind| {
-            m.values
-                .get_or_create(&Kind { kind: kind.into() })
-                .clone()
-        });
+        let values_by_source = ["hit", "miss", "shared"]
+            .map(|kind| m.values.get_or_create(&Kind { kind: kind.into() }).clone());
         Metrics {
             registry: r,
             fast_requests,
@@ -208,12 +205,17 @@ impl Metrics {
         }
     }
 
-    /// Counts one request of `route` answered with `status` after `secs` seconds.
-    pub fn observe(&self, route: &str, status: u16, secs: f64) {
-        let r = ROUTES
+    /// The index of `route` for [`observe`](Self::observe).
+    pub fn route_index(&self, route: &str) -> usize {
+        ROUTES
             .iter()
             .position(|x| *x == route)
-            .unwrap_or(ROUTES.len() - 1);
+            .unwrap_or(ROUTES.len() - 1)
+    }
+
+    /// Counts one request of route `r` (a [`route_index`](Self::route_index)) answered with
+    /// `status` after `secs` seconds.
+    pub fn observe(&self, r: usize, status: u16, secs: f64) {
         self.fast_latency[r].observe(secs);
         match STATUSES.iter().position(|&s| s == status) {
             Some(i) => {

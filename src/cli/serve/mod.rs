@@ -14,6 +14,8 @@ mod routes;
 mod server;
 #[cfg(feature = "serve")]
 mod stream;
+#[cfg(feature = "serve")]
+mod track;
 
 use super::{CliError, memory, parse_jobs};
 

@@ -71,8 +71,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
                 stopping.notify_waiters();
             }
         };
-        let app = super::routes::router(Arc::clone(&hub));
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let app = super::routes::service(Arc::clone(&hub));
+        let server = axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+            .with_graceful_shutdown(signal);
         let deadline = async {
             stopping.notified().await;
             tokio::time::sleep(grace).await;
