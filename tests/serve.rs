@@ -186,6 +186,14 @@ fn values_match_iteration_and_big_ones_their_residues() {
                     );
                 }
             }
+            // Served from a rendered text (mid-size) and from the limbs (past 4 MiB digits):
+            // the bytes the CLI prints, in every format.
+            for n in ["1e6", "2e7"] {
+                for format in ["value", "tsv", "json"] {
+                    let (_, _, body) = get(&s.url(&format!("/fib/{n}?format={format}"))).await;
+                    assert!(body == fibo_cli(&[n, "--format", format]), "F({n}) as {format}");
+                }
+            }
             // A second request for the same value comes from the central cache.
             let (_, headers, _) = get(&s.url("/fib/1000000")).await;
             assert_eq!(headers["x-fibo-cache"], "hit");

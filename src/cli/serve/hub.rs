@@ -15,6 +15,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use super::api::ApiError;
 use super::metrics::{Kind, Metrics};
 
+/// Budget of the cache of rendered texts (see [`Hub::texts`]).
+pub(crate) const TEXT_CACHE_BYTES: usize = 64 << 20;
+
+/// Values up to this many digits keep their rendered text in [`Hub::texts`].
+pub(crate) const TEXT_MAX_DIGITS: u64 = 4 << 20;
+
 /// The limits of one server, from its flags.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
@@ -108,6 +114,10 @@ pub(crate) struct Ticket {
 #[derive(Debug)]
 pub(crate) struct Hub {
     pub engine: Arc<Fibonacci>,
+    /// The decimal text of recently served mid-size values (up to [`TEXT_MAX_DIGITS`]): a
+    /// thousand clients asking for F(10^7) get slices of one 2 MB text, rendered once, instead
+    /// of a thousand renderings.
+    pub texts: parkit::memo::MemoCache<u64, Bytes>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     flights: Mutex<HashMap<Key, Arc<Flight>>>,
@@ -132,6 +142,8 @@ impl Hub {
             .and_then(|v| v.parse().ok());
         Arc::new(Hub {
             engine: Arc::new(engine),
+            texts: parkit::memo::MemoCache::with_budget(TEXT_CACHE_BYTES)
+                .with_weigher(|_, t: &Bytes| t.len()),
             metrics: Arc::new(Metrics::new()),
             limits,
             flights: Mutex::new(HashMap::new()),

@@ -23,7 +23,7 @@ use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use super::super::input::{self, Item};
 use super::super::output::{Engine, Format, Printer, What};
 use super::api::{self, ApiError, Located, Options, shorten};
-use super::hub::{Hub, Key, Outcome, Reservation, Source, panic_message};
+use super::hub::{Hub, Key, Outcome, Reservation, Source, TEXT_MAX_DIGITS, panic_message};
 use super::stream::{self, STREAM_BYTES};
 use super::track::TrackLayer;
 
@@ -192,6 +192,24 @@ async fn fib_one(
                 let _ = write_value(&mut out, o.format, n, &pair.0);
                 hub.metrics.bytes_out.inc_by(out.len() as u64);
                 Body::from(out)
+            } else if digits <= TEXT_MAX_DIGITS {
+                let text = match hub.texts.get(&n) {
+                    Some(text) => text,
+                    None => {
+                        let h = Arc::clone(&hub);
+                        // Rendered once, off the async threads, on the engine's pool.
+                        tokio::task::spawn_blocking(move || {
+                            h.texts.get_or_compute(n, || {
+                                let mut text = Vec::with_capacity(digits as usize);
+                                let _ = h.engine.pool().install(|| pair.0.write_to(&mut text));
+                                Bytes::from(text)
+                            })
+                        })
+                        .await
+                        .map_err(|e| ApiError::internal(&e.to_string()))?
+                    }
+                };
+                text_stream(&hub, o.format, n, text)
             } else {
                 // One chunk being formatted and one in the connection's buffers.
                 let memory = hub.reserve(2 * stream::CHUNK as u64)?;
@@ -296,6 +314,35 @@ fn value_stream(
         Ok::<_, std::io::Error>(Bytes::from(out))
     });
     Body::from_stream(tokio_stream::iter(chunks))
+}
+
+/// F(n)'s line from its rendered text: the line's head, slices of the shared text (no copy)
+/// and its end.
+fn text_stream(hub: &Hub, format: Format, n: u64, text: Bytes) -> Body {
+    let mut head = Vec::new();
+    let _ = match format {
+        Format::Value => Ok(()),
+        Format::Tsv => write!(head, "{n}\t"),
+        Format::Json => write!(head, r#"{{"n":{n},"digits":{},"value":""#, text.len()),
+    };
+    let tail: &'static [u8] = if format == Format::Json {
+        b"\"}\n"
+    } else {
+        b"\n"
+    };
+    hub.metrics
+        .bytes_out
+        .inc_by((head.len() + text.len() + tail.len()) as u64);
+    let mut pieces = vec![Bytes::from(head)];
+    pieces.extend(
+        (0..text.len())
+            .step_by(stream::CHUNK)
+            .map(|i| text.slice(i..(i + stream::CHUNK).min(text.len()))),
+    );
+    pieces.push(Bytes::from_static(tail));
+    Body::from_stream(tokio_stream::iter(
+        pieces.into_iter().map(Ok::<_, std::io::Error>),
+    ))
 }
 
 /// Writes F(n)'s line as the CLI prints it: `value`, `n<TAB>value` or the JSON object.

@@ -19,11 +19,11 @@ fn note(text: &str) {
 pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
     let cache_bytes = args.cache_mb.saturating_mul(1 << 20);
     let limit = args.max_memory.unwrap_or_else(memory::default_limit);
-    let work_memory = limit.saturating_sub(cache_bytes as u64);
+    let work_memory = limit.saturating_sub((cache_bytes + super::hub::TEXT_CACHE_BYTES) as u64);
     if work_memory < 64 << 20 {
         return Err(CliError::Usage(format!(
-            "--max-memory {} leaves {} for requests once the cache's {} MiB are set aside; \
-             allow at least 64 MiB more, or lower --cache-mb",
+            "--max-memory {} leaves {} for requests once the cache's {} MiB (and 64 MiB of \
+             rendered texts) are set aside; allow at least 64 MiB more, or lower --cache-mb",
             memory::human(limit),
             memory::human(work_memory),
             args.cache_mb
