@@ -197,7 +197,7 @@ impl Shared {
     /// Whether the pair at n goes through Redis: not too small to be worth a round trip, not
     /// larger than `--shared-max-bytes`.
     pub fn shares(&self, n: u64) -> bool {
-        n >= SHARED_MIN_N && n < u64::MAX && encoded_len(n) <= self.config.max_bytes
+        (SHARED_MIN_N..u64::MAX).contains(&n) && encoded_len(n) <= self.config.max_bytes
     }
 
     fn now_ms(&self) -> u64 {
