@@ -155,19 +155,26 @@ pub(crate) fn decode(n: u64, bytes: &[u8]) -> Result<DecimalPair, String> {
             bytes.len()
         ));
     }
-    let mut limbs = Vec::with_capacity(bytes.len() / 8);
-    for c in bytes.chunks_exact(8) {
+    let limb = |c: &[u8]| {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        limbs.push(u64::from_le_bytes(w));
-    }
-    let first = usize::try_from(limbs[0]).unwrap_or(usize::MAX);
-    let rest = &limbs[1..];
-    if first > rest.len() || rest.iter().any(|&x| x >= BASE) {
+        u64::from_le_bytes(w)
+    };
+    let count = bytes.len() / 8 - 1;
+    let first = usize::try_from(limb(&bytes[..8])).unwrap_or(usize::MAX);
+    if first > count {
         return Err("a stored value is malformed".into());
     }
-    let a = DecNat::from_limbs(rest[..first].to_vec());
-    let b = DecNat::from_limbs(rest[first..].to_vec());
+    let (fa, fb) = bytes[8..].split_at(first * 8);
+    let read = |part: &[u8]| -> Option<Vec<u64>> {
+        let v: Vec<u64> = part.chunks_exact(8).map(limb).collect();
+        v.iter().all(|&x| x < BASE).then_some(v)
+    };
+    let (Some(la), Some(lb)) = (read(fa), read(fb)) else {
+        return Err("a stored value is malformed".into());
+    };
+    let a = DecNat::from_limbs(la);
+    let b = DecNat::from_limbs(lb);
     if a.digit_count() != fib::digit_count(n) || b.digit_count() != fib::digit_count(n + 1) {
         return Err(format!("the value stored for n = {n} has the wrong size"));
     }
@@ -563,7 +570,7 @@ mod tests {
     #[test]
     #[ignore = "a measurement"]
     fn encoding_speed() {
-        let n = 37_000_000; // about 7.7 MiB encoded
+        let n = 37_000_000; // 6.5 MB encoded
         let p = (parkit::decimal::fib(n), parkit::decimal::fib(n + 1));
         let bytes = encode(&p);
         let text = format!("{} {}", p.0, p.1);
