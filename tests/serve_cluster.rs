@@ -122,6 +122,17 @@ impl Redis {
         }
     }
 
+    /// Sends a signal (`-STOP`, `-CONT`) to the server.
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
     fn restart(&mut self) {
         self.stop();
         assert!(self.launch(), "redis did not restart on port {}", self.port);
@@ -516,6 +527,53 @@ fn a_claim_holder_killed_mid_computation_is_replaced_after_its_claim_lapses() {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        });
+    });
+}
+
+#[test]
+fn a_stalled_redis_costs_a_request_a_short_wait_only() {
+    common::watchdog(120, "stalled", || {
+        let Some(redis) = Redis::start() else { return };
+        let a = Server::start(&redis.url(), &[]);
+        runtime().block_on(async {
+            wait_up(&a).await;
+            // Redis stops answering but keeps its connections open: only time limits help.
+            redis.signal("-STOP");
+            let t = Instant::now();
+            let (status, source, body) = fib(&a, 50_000).await;
+            let first = t.elapsed();
+            assert_eq!((status, source.as_str()), (StatusCode::OK, "miss"));
+            check_value(50_000, &body);
+            assert!(first < Duration::from_secs(2), "took {first:?}");
+            assert!(metric(&a, ERRORS).await >= 1.0);
+            // While it is known to be down, Redis is not waited on at all.
+            let t = Instant::now();
+            let (status, _, body) = fib(&a, 50_001).await;
+            assert_eq!(status, StatusCode::OK);
+            check_value(50_001, &body);
+            assert!(
+                t.elapsed() < Duration::from_millis(150),
+                "took {:?}",
+                t.elapsed()
+            );
+            redis.signal("-CONT");
+            let t = Instant::now();
+            let mut n = 70_000;
+            loop {
+                fib(&a, n).await;
+                if redis.cli(&["EXISTS", &format!("fibo:v1:pair:{n}")]) == "1" {
+                    break;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(15),
+                    "no store: {:?}",
+                    a.log()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                n += 1;
+            }
+            wait_up(&a).await;
         });
     });
 }
