@@ -512,8 +512,10 @@ fn a_claim_holder_killed_mid_computation_is_replaced_after_its_claim_lapses() {
             let took = killed.elapsed();
             assert_eq!((status, source.as_str()), (StatusCode::OK, "miss"));
             check_value(n, &body);
+            // The claim lapses within 2 s, then one computation (about 5 s here): far below the
+            // 240 s request timeout.
             assert!(
-                took < Duration::from_secs(200),
+                took < Duration::from_secs(90),
                 "B answered {took:?} after the kill"
             );
             eprintln!("B answered {:.1} s after A was killed", took.as_secs_f64());
