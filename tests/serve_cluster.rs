@@ -579,3 +579,47 @@ fn a_stalled_redis_costs_a_request_a_short_wait_only() {
         });
     });
 }
+
+#[test]
+fn a_bad_cache_url_is_refused_in_one_line_without_its_password() {
+    for (arg, env) in [
+        (Some("rediss://:topsecret1@10.0.0.5/0"), None),
+        (None, Some("http://user:topsecret1@10.0.0.5/0")),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fibo"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        if let Some(url) = arg {
+            cmd.args(["--cache-redis", url]);
+        }
+        if let Some(url) = env {
+            cmd.env("FIBO_CACHE_REDIS", url);
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("fibo runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(!err.contains("topsecret1"), "{err}");
+        assert!(err.contains(":***@10.0.0.5"), "{err}");
+    }
+}
+
+#[test]
+fn a_server_whose_redis_is_not_there_starts_and_serves_locally() {
+    common::watchdog(60, "no redis", || {
+        // Nothing listens on this port.
+        let url = format!("redis://:pw-nobody-sees@127.0.0.1:{}/0", free_port());
+        let s = Server::start(&url, &[]);
+        runtime().block_on(async {
+            for n in [40_000, 40_001, 1_000_000, 40_000] {
+                let (status, _, body) = fib(&s, n).await;
+                assert_eq!(status, StatusCode::OK);
+                check_value(n, &body);
+            }
+            assert_eq!(metric(&s, UP).await, 0.0);
+            assert!(metric(&s, ERRORS).await >= 1.0);
+            let log = s.log();
+            let outages = log.iter().filter(|l| l.contains("unavailable")).count();
+            assert_eq!(outages, 1, "{log:?}");
+            assert!(log.iter().all(|l| !l.contains("pw-nobody-sees")), "{log:?}");
+        });
+    });
+}
