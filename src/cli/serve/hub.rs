@@ -130,6 +130,7 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
+    /// A hub without a shared cache (the unit tests').
     #[cfg(test)]
     pub fn new(
         engine: Fibonacci,
@@ -147,7 +148,8 @@ impl Hub {
         )
     }
 
-    /// [`Hub::new`], with a shared cache in Redis when `shared` says where.
+    /// The hub of a server: its engine, limits and memory, and a shared cache in Redis when
+    /// `shared` says where.
     pub fn build(
         engine: Fibonacci,
         limits: Limits,
