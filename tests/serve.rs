@@ -191,7 +191,10 @@ fn values_match_iteration_and_big_ones_their_residues() {
             for n in ["1e6", "2e7"] {
                 for format in ["value", "tsv", "json"] {
                     let (_, _, body) = get(&s.url(&format!("/fib/{n}?format={format}"))).await;
-                    assert!(body == fibo_cli(&[n, "--format", format]), "F({n}) as {format}");
+                    assert!(
+                        body == fibo_cli(&[n, "--format", format]),
+                        "F({n}) as {format}"
+                    );
                 }
             }
             // A second request for the same value comes from the central cache.

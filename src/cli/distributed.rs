@@ -121,7 +121,7 @@ impl RedisArgs {
 /// Parses `--broker` and `--backend` like [`parse_redis_url`], with errors that never
 /// repeat the value: clap's own error would print the URL, password and all.
 #[derive(Clone, Debug)]
-struct RedisUrl;
+pub(crate) struct RedisUrl;
 
 impl clap::builder::TypedValueParser for RedisUrl {
     type Value = String;

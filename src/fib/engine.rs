@@ -617,6 +617,34 @@ impl Fibonacci {
         self.decimal.cache.hit(&n)
     }
 
+    /// Puts a pair (F(n), F(n+1)) in base 10^19 obtained elsewhere (a shared cache, a file)
+    /// into the engine's cache, so that later calls find it as a hit and values near it are
+    /// reached from it. The caller vouches that `pair` really is (F(n), F(n+1)): the engine
+    /// does not check it. A pair larger than the cache's whole budget is not kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use parkit::fib::Fibonacci;
+    ///
+    /// let source = Fibonacci::builder().threads(1).build()?;
+    /// let pair = source.try_decimal_pair(50_000, &|| false)?;
+    ///
+    /// let engine = Fibonacci::builder().threads(1).build()?;
+    /// engine.insert_decimal_pair(50_000, Arc::clone(&pair));
+    /// let cached = engine.cached_decimal_pair(50_000).expect("inserted");
+    /// assert!(Arc::ptr_eq(&cached, &pair));
+    /// assert_eq!(engine.cache_stats().misses, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Locking behaviour: like [`MemoCache::insert`]: a shard guard briefly, never waits on a
+    /// computation.
+    pub fn insert_decimal_pair(&self, n: u64, pair: DecimalPair) {
+        self.decimal.cache.insert(n, pair);
+    }
+
     /// The pair (F(n), F(n+1)) in base 10^19, from the cache or computed (and cached), unless
     /// `cancelled()` returns `true` first.
     ///

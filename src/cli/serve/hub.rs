@@ -57,6 +57,9 @@ pub(crate) enum Source {
     Miss,
     /// Computed for another request, which this one waited on.
     Shared,
+    /// Read from the shared cache (`--cache-redis`): another instance computed it.
+    #[cfg_attr(not(feature = "shared-cache"), allow(dead_code))]
+    Redis,
 }
 
 impl Source {
@@ -65,25 +68,28 @@ impl Source {
             Source::Hit => "hit",
             Source::Miss => "miss",
             Source::Shared => "shared",
+            Source::Redis => "redis",
         }
     }
 }
 
 /// Why a piece of work ended without a result.
 #[derive(Clone, Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Cancelled,
     Panic(String),
 }
 
 /// One computation in flight and the requests waiting on it.
 #[derive(Debug)]
-struct Flight {
-    cancel: Arc<AtomicBool>,
+pub(crate) struct Flight {
+    /// Set when every request waiting on the flight has gone: the work should stop.
+    pub cancel: Arc<AtomicBool>,
     /// Requests waiting; changed only under the flights' lock.
     waiters: AtomicU64,
     done: AtomicBool,
-    result: watch::Sender<Option<Result<Outcome, Failure>>>,
+    /// The outcome and where the first request got it (later ones count as shared).
+    result: watch::Sender<Option<Result<(Outcome, Source), Failure>>>,
 }
 
 /// Memory reserved by the work in flight, returned on drop.
@@ -127,24 +133,55 @@ pub(crate) struct Hub {
     used: AtomicU64,
     /// Test hook (`FIBO_SERVE_PANIC_AT`): computing this n panics, to show that a panic
     /// answers 500 for its own request only.
-    panic_at: Option<u64>,
+    pub panic_at: Option<u64>,
+    /// The shared cache of `--cache-redis`, if any.
+    #[cfg(feature = "shared-cache")]
+    shared: Option<Arc<super::shared::Shared>>,
 }
 
 impl Hub {
+    /// A hub without a shared cache (the unit tests').
+    #[cfg(test)]
     pub fn new(
         engine: Fibonacci,
         limits: Limits,
         max_concurrency: usize,
         memory_limit: u64,
     ) -> Arc<Self> {
+        Self::build(
+            engine,
+            limits,
+            max_concurrency,
+            memory_limit,
+            #[cfg(feature = "shared-cache")]
+            None,
+        )
+    }
+
+    /// The hub of a server: its engine, limits and memory, and a shared cache in Redis when
+    /// `shared` says where.
+    pub fn build(
+        engine: Fibonacci,
+        limits: Limits,
+        max_concurrency: usize,
+        memory_limit: u64,
+        #[cfg(feature = "shared-cache")] shared: Option<super::shared::Config>,
+    ) -> Arc<Self> {
         let panic_at = std::env::var("FIBO_SERVE_PANIC_AT")
             .ok()
             .and_then(|v| v.parse().ok());
+        #[cfg(feature = "shared-cache")]
+        let has_shared = shared.is_some();
+        #[cfg(not(feature = "shared-cache"))]
+        let has_shared = false;
+        let metrics = Arc::new(Metrics::new(has_shared));
         Arc::new(Hub {
             engine: Arc::new(engine),
             texts: parkit::memo::MemoCache::with_budget(TEXT_CACHE_BYTES)
                 .with_weigher(|_, t: &Bytes| t.len()),
-            metrics: Arc::new(Metrics::new()),
+            #[cfg(feature = "shared-cache")]
+            shared: shared.map(|c| super::shared::Shared::new(c, Arc::clone(&metrics))),
+            metrics,
             limits,
             flights: Mutex::new(HashMap::new()),
             work: Arc::new(Semaphore::new(max_concurrency)),
@@ -214,25 +251,47 @@ impl Hub {
         })
     }
 
+    /// The shared cache, if `--cache-redis` set one.
+    #[cfg(feature = "shared-cache")]
+    pub fn shared(&self) -> Option<&Arc<super::shared::Shared>> {
+        self.shared.as_ref()
+    }
+
     /// Counts where a value came from.
     pub fn count(&self, source: Source) {
         let i = match source {
             Source::Hit => 0,
             Source::Miss => 1,
             Source::Shared => 2,
+            Source::Redis => 3,
         };
         self.metrics.values_by_source[i].inc();
     }
 
-    /// The pair (F(n), F(n+1)): from the cache, or from a computation shared by every request
-    /// asking for n at the same time. Waits off the async threads; gives up after the timeout.
+    /// The pair (F(n), F(n+1)): from the cache, then the shared cache (`--cache-redis`), or
+    /// from a computation shared by every request asking for n at the same time (and, with a
+    /// shared cache, by every instance). Waits off the async threads; gives up after the
+    /// timeout.
     pub async fn pair(self: &Arc<Self>, n: u64) -> Result<(DecimalPair, Source), ApiError> {
         if let Some(p) = self.engine.cached_decimal_pair(n) {
             self.count(Source::Hit);
             return Ok((p, Source::Hit));
         }
-        let hub = Arc::clone(self);
         let estimate = fib::working_bytes(n, true);
+        #[cfg(feature = "shared-cache")]
+        if let Some(shared) = self.shared.as_ref().filter(|s| s.shares(n)) {
+            let (hub, shared) = (Arc::clone(self), Arc::clone(shared));
+            let (outcome, source) = self
+                .join(Key::Pair(n), estimate, move |flight, ticket| {
+                    super::shared::lead(hub, shared, n, flight, ticket);
+                })
+                .await?;
+            return match outcome {
+                Outcome::Pair(p) => Ok((p, source)),
+                Outcome::Line(_) => Err(ApiError::internal("a pair was expected")),
+            };
+        }
+        let hub = Arc::clone(self);
         let (outcome, source) = self
             .obtain(Key::Pair(n), estimate, move |cancelled| {
                 if hub.panic_at == Some(n) {
@@ -263,6 +322,36 @@ impl Hub {
     where
         F: FnOnce(&AtomicBool) -> Option<Outcome> + Send + 'static,
     {
+        let hub = Arc::clone(self);
+        self.join(key, memory, move |f, ticket| {
+            hub.metrics.in_flight.inc();
+            tokio::task::spawn_blocking(move || {
+                let cancel = Arc::clone(&f.cancel);
+                let r = match catch_unwind(AssertUnwindSafe(|| work(&cancel))) {
+                    Ok(Some(outcome)) => Ok((outcome, Source::Miss)),
+                    Ok(None) => Err(Failure::Cancelled),
+                    Err(p) => Err(Failure::Panic(panic_message(&*p))),
+                };
+                drop(ticket);
+                hub.metrics.in_flight.dec();
+                hub.finish(key, &f, r);
+            });
+        })
+        .await
+    }
+
+    /// The outcome of `key`: joins the flight in progress for it, or starts one with `start`,
+    /// given the flight and its ticket, which must end by calling [`Hub::finish`] (from any
+    /// thread, at any time). Waits for the result up to the timeout.
+    pub(crate) async fn join<S>(
+        self: &Arc<Self>,
+        key: Key,
+        memory: u64,
+        start_flight: S,
+    ) -> Result<(Outcome, Source), ApiError>
+    where
+        S: FnOnce(Arc<Flight>, Ticket),
+    {
         let (flight, source, start) = {
             let mut flights = self.flights();
             match flights.get(&key) {
@@ -292,20 +381,7 @@ impl Hub {
             flight: &flight,
         };
         if let Some(ticket) = start {
-            let hub = Arc::clone(self);
-            let f = Arc::clone(&flight);
-            self.metrics.in_flight.inc();
-            tokio::task::spawn_blocking(move || {
-                let cancel = Arc::clone(&f.cancel);
-                let r = match catch_unwind(AssertUnwindSafe(|| work(&cancel))) {
-                    Ok(Some(outcome)) => Ok(outcome),
-                    Ok(None) => Err(Failure::Cancelled),
-                    Err(p) => Err(Failure::Panic(panic_message(&*p))),
-                };
-                drop(ticket);
-                hub.metrics.in_flight.dec();
-                hub.finish(key, &f, r);
-            });
+            start_flight(Arc::clone(&flight), ticket);
         }
         let waited = tokio::time::timeout(self.limits.timeout, rx.wait_for(Option::is_some)).await;
         let result = match waited {
@@ -315,7 +391,13 @@ impl Hub {
         };
         drop(guard);
         match result {
-            Ok(outcome) => {
+            Ok((outcome, first)) => {
+                // The request that started the flight gets its source; the others waited.
+                let source = if source == Source::Miss {
+                    first
+                } else {
+                    source
+                };
                 self.count(source);
                 Ok((outcome, source))
             }
@@ -326,7 +408,13 @@ impl Hub {
         }
     }
 
-    fn finish(&self, key: Key, flight: &Arc<Flight>, result: Result<Outcome, Failure>) {
+    /// Ends a flight: it leaves the table and every request waiting on it gets `result`.
+    pub(crate) fn finish(
+        &self,
+        key: Key,
+        flight: &Arc<Flight>,
+        result: Result<(Outcome, Source), Failure>,
+    ) {
         {
             let mut flights = self.flights();
             if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, flight)) {

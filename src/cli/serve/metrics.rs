@@ -60,8 +60,16 @@ pub(crate) struct Metrics {
     /// request then updates two atomics, with no label hashing and no lock.
     fast_requests: Vec<Vec<Counter>>,
     fast_latency: Vec<Histogram>,
-    /// Handles into `values`: hit, miss, shared.
-    pub values_by_source: [Counter; 3],
+    /// Handles into `values`: hit, miss, shared, redis.
+    pub values_by_source: [Counter; 4],
+    /// `--cache-redis`: Redis calls that failed or timed out.
+    pub shared_errors: Counter,
+    /// `--cache-redis`: 1 while Redis answers, 0 while it does not (or before it first did).
+    pub shared_up: Gauge,
+    /// `--cache-redis`: values written to Redis.
+    pub shared_stores: Counter,
+    /// `--cache-redis`: computations that found another instance's claim and waited on it.
+    pub shared_claim_waits: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -70,7 +78,8 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The metrics of a server; `shared` adds the `--cache-redis` series.
+    pub fn new(shared: bool) -> Self {
         let mut r = Registry::default();
         let requests = Family::<RouteStatus, Counter>::default();
         let latency = Family::<Route, Histogram>::new_with_constructor(
@@ -96,6 +105,10 @@ impl Metrics {
             fast_requests: Vec::new(),
             fast_latency: Vec::new(),
             values_by_source: Default::default(),
+            shared_errors: Counter::default(),
+            shared_up: Gauge::default(),
+            shared_stores: Counter::default(),
+            shared_claim_waits: Counter::default(),
         };
         r.register(
             "fibo_http_requests",
@@ -110,7 +123,8 @@ impl Metrics {
         r.register(
             "fibo_values",
             "Values answered, by where they came from: hit (the cache held them), miss \
-             (computed), shared (waited on a computation another request started)",
+             (computed), shared (waited on a computation another request started), redis (the \
+             shared cache of --cache-redis held them)",
             m.values.clone(),
         );
         r.register(
@@ -168,6 +182,30 @@ impl Metrics {
             "Pairs held by the engine's cache",
             m.cache_entries.clone(),
         );
+        if shared {
+            r.register(
+                "fibo_shared_cache_errors",
+                "Calls to the shared cache (--cache-redis) that failed or timed out; each one is \
+                 served from the local cache or computed here instead",
+                m.shared_errors.clone(),
+            );
+            r.register(
+                "fibo_shared_cache_up",
+                "1 while the shared cache (--cache-redis) answers, 0 while it does not",
+                m.shared_up.clone(),
+            );
+            r.register(
+                "fibo_shared_cache_stores",
+                "Values written to the shared cache",
+                m.shared_stores.clone(),
+            );
+            r.register(
+                "fibo_shared_cache_claim_waits",
+                "Computations that found another instance computing the same value and waited \
+                 for its result instead",
+                m.shared_claim_waits.clone(),
+            );
+        }
         let fast_requests = ROUTES
             .iter()
             .map(|route| {
@@ -194,7 +232,7 @@ impl Metrics {
                     .clone()
             })
             .collect();
-        let values_by_source = ["hit", "miss", "shared"]
+        let values_by_source = ["hit", "miss", "shared", "redis"]
             .map(|kind| m.values.get_or_create(&Kind { kind: kind.into() }).clone());
         Metrics {
             registry: r,

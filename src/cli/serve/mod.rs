@@ -12,6 +12,8 @@ mod metrics;
 mod routes;
 #[cfg(feature = "serve")]
 mod server;
+#[cfg(feature = "shared-cache")]
+mod shared;
 #[cfg(feature = "serve")]
 mod stream;
 #[cfg(feature = "serve")]
@@ -66,6 +68,27 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_concurrency)]
     pub max_concurrency: usize,
 
+    /// A second cache level in Redis, shared by every instance given the same URL, with each
+    /// value computed once across them: redis://[:PASSWORD@]HOST[:PORT]/DB (or in
+    /// $FIBO_CACHE_REDIS, which keeps the password out of `ps`). Redis down or slow: values
+    /// are served from the local cache and computed here (feature `shared-cache`)
+    #[arg(long, value_name = "URL", env = "FIBO_CACHE_REDIS", hide_env_values = true, value_parser = super::distributed::RedisUrl)]
+    pub cache_redis: Option<String>,
+
+    /// Largest pair (F(n), F(n+1)) stored in the shared cache, as stored (8 bytes per 19
+    /// digits); larger values stay in this instance's cache
+    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = memory::parse_size)]
+    pub shared_max_bytes: u64,
+
+    /// Seconds the shared cache keeps a value
+    #[arg(long, value_name = "SECS", default_value_t = 86_400.0, value_parser = parse_ttl)]
+    pub shared_ttl: f64,
+
+    /// Seconds a claim to compute a value lasts unless renewed (renewed every third of it
+    /// while computing): how long other instances wait on an instance that died mid-way
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_secs)]
+    pub shared_claim: f64,
+
     /// Seconds given to requests in flight after SIGTERM or Ctrl-C
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
     pub grace: f64,
@@ -82,6 +105,13 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if t > 0.0 && t <= 86_400.0 => Ok(t),
         _ => Err("expected seconds, more than 0 and at most 86400".into()),
+    }
+}
+
+fn parse_ttl(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if (0.001..=31_536_000.0).contains(&t) => Ok(t),
+        _ => Err("expected seconds, from 0.001 to 31536000 (a year)".into()),
     }
 }
 

@@ -41,7 +41,29 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         max_body_bytes: args.max_body_bytes,
         timeout: Duration::from_secs_f64(args.timeout),
     };
-    let hub = Hub::new(engine, limits, args.max_concurrency, work_memory);
+    #[cfg(not(feature = "shared-cache"))]
+    if args.cache_redis.is_some() {
+        return Err(CliError::Usage(
+            "--cache-redis needs the `shared-cache` feature: cargo install parkit --features \
+             shared-cache"
+                .into(),
+        ));
+    }
+    #[cfg(feature = "shared-cache")]
+    let shared = args.cache_redis.clone().map(|url| super::shared::Config {
+        url,
+        max_bytes: args.shared_max_bytes,
+        ttl: Duration::from_secs_f64(args.shared_ttl),
+        claim: Duration::from_secs_f64(args.shared_claim),
+    });
+    let hub = Hub::build(
+        engine,
+        limits,
+        args.max_concurrency,
+        work_memory,
+        #[cfg(feature = "shared-cache")]
+        shared,
+    );
     // The async threads only parse, route and move bytes: one per core is plenty. Blocking
     // threads wait on computations and stream bodies: one per permitted piece of work, and
     // some to spare.
@@ -62,6 +84,11 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
             .local_addr()
             .map_err(|e| CliError::Runtime(format!("cannot read the bound address: {e}")))?;
         note(&format!("listening on http://{addr}"));
+        #[cfg(feature = "shared-cache")]
+        if let Some(shared) = hub.shared() {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move { shared.connect().await });
+        }
         let stopping = Arc::new(tokio::sync::Notify::new());
         let signal = {
             let stopping = Arc::clone(&stopping);
