@@ -623,3 +623,80 @@ fn a_server_whose_redis_is_not_there_starts_and_serves_locally() {
         });
     });
 }
+
+/// A `fibo worker` on the given broker and backend, killed on drop.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn values_past_offload_above_come_from_a_fibo_worker_with_the_bytes_of_local_computing() {
+    common::watchdog(120, "offload", || {
+        let Some(redis) = Redis::start() else { return };
+        let broker = format!("redis://127.0.0.1:{}/2", redis.port);
+        let backend = format!("redis://127.0.0.1:{}/3", redis.port);
+        let worker = Worker(
+            Command::new(env!("CARGO_BIN_EXE_fibo"))
+                .args(["worker", "--jobs", "1"])
+                .env("FIBO_BROKER", &broker)
+                .env("FIBO_BACKEND", &backend)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("fibo worker runs"),
+        );
+        let s = Server::start(
+            &redis.url(),
+            &[
+                "--broker",
+                &broker,
+                "--backend",
+                &backend,
+                "--offload-above",
+                "50000",
+                "--timeout",
+                "6",
+            ],
+        );
+        let local = |n: u64| {
+            let out = Command::new(env!("CARGO_BIN_EXE_fibo"))
+                .arg(n.to_string())
+                .output()
+                .expect("fibo runs");
+            String::from_utf8(out.stdout).expect("utf-8")
+        };
+        runtime().block_on(async {
+            wait_up(&s).await;
+            for (i, n) in [100_000u64, 1_000_003].into_iter().enumerate() {
+                let (status, _, body) = fib(&s, n).await;
+                assert_eq!(status, StatusCode::OK);
+                check_value(n, &body);
+                assert!(body == local(n), "F({n}) from a worker differs from fibo's");
+                assert_eq!(metric(&s, "fibo_offloaded_total").await, (i + 1) as f64);
+            }
+            // Cached here once it came back; small values are computed here.
+            let (_, source, _) = fib(&s, 100_000).await;
+            assert_eq!(source, "hit");
+            let (_, _, body) = fib(&s, 40_000).await;
+            check_value(40_000, &body);
+            assert_eq!(metric(&s, "fibo_offloaded_total").await, 2.0);
+            // No worker left: after half the timeout the value is computed here.
+            drop(worker);
+            let (status, _, body) = fib(&s, 2_000_000).await;
+            assert_eq!(status, StatusCode::OK);
+            check_value(2_000_000, &body);
+            assert_eq!(metric(&s, "fibo_offload_failures_total").await, 1.0);
+            assert!(
+                s.log().iter().any(|l| l.contains("computed here")),
+                "{:?}",
+                s.log()
+            );
+        });
+    });
+}

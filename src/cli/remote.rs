@@ -348,7 +348,7 @@ fn withdrawn_key(id: &str) -> String {
 
 /// Withdraws tasks (see [`withdrawn_key`]) and clears them from the unacknowledged hash,
 /// where a killed worker would have left them. Best effort: a failure only costs work.
-async fn withdraw(conn: &mut Conn, queue: &str, ids: &[String]) {
+pub(crate) async fn withdraw(conn: &mut Conn, queue: &str, ids: &[String]) {
     if ids.is_empty() {
         return;
     }
@@ -371,7 +371,7 @@ fn unacked_key(queue: &str) -> String {
 }
 
 /// A Redis connection that reconnects by itself after an error (a restarted server).
-type Conn = redis::aio::ConnectionManager;
+pub(crate) type Conn = redis::aio::ConnectionManager;
 
 /// A connection of its own to the broker.
 async fn broker_connection(url: &str, timeout: Duration) -> redis::RedisResult<Conn> {
@@ -379,7 +379,11 @@ async fn broker_connection(url: &str, timeout: Duration) -> redis::RedisResult<C
 }
 
 /// A connection of its own to a Redis server, answers awaited for `response` at most.
-async fn connection(url: &str, timeout: Duration, response: Duration) -> redis::RedisResult<Conn> {
+pub(crate) async fn connection(
+    url: &str,
+    timeout: Duration,
+    response: Duration,
+) -> redis::RedisResult<Conn> {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(timeout)
         .set_response_timeout(response)
@@ -406,7 +410,7 @@ fn transient(e: &redis::RedisError) -> bool {
 }
 
 /// A Redis error in one short clause: the server's own words when it answered.
-fn redis_error(e: &redis::RedisError) -> String {
+pub(crate) fn redis_error(e: &redis::RedisError) -> String {
     match (e.code(), e.detail()) {
         (Some(code), Some(detail)) if !detail.starts_with(code) => format!("{code} {detail}"),
         (_, Some(detail)) => detail.to_string(),
@@ -435,7 +439,7 @@ async fn patiently<T: redis::FromRedisValue>(
 /// A `fibo.batch(ns, format, last)` call as a Celery message (protocol 2, JSON body, as
 /// celery-rs's `send_task` builds it) for `queue`: its task id and its text. Reusable by any
 /// client of the worker contract.
-fn batch_message(
+pub(crate) fn batch_message(
     ns: Vec<u64>,
     format: &str,
     last: Option<u32>,
@@ -457,7 +461,11 @@ fn batch_message(
 /// Puts messages on `queue`, taken first to last (LPUSH, and workers pop with BRPOP), in one
 /// command; transient errors are retried for up to [`BROKER_GRACE`] ([`patiently`]). A retry
 /// after a connection lost mid-command may queue a message twice: harmless, tasks are pure.
-async fn enqueue(conn: &Conn, queue: &str, messages: &[String]) -> redis::RedisResult<()> {
+pub(crate) async fn enqueue(
+    conn: &Conn,
+    queue: &str,
+    messages: &[String],
+) -> redis::RedisResult<()> {
     if messages.is_empty() {
         return Ok(());
     }
@@ -465,13 +473,13 @@ async fn enqueue(conn: &Conn, queue: &str, messages: &[String]) -> redis::RedisR
 }
 
 /// Where a task's state and result are kept (celery-rs's and Celery's layout).
-fn meta_key(id: &str) -> String {
+pub(crate) fn meta_key(id: &str) -> String {
     format!("celery-task-meta-{id}")
 }
 
 /// A stored task state, parsed (`None`: missing or unreadable). A result reader for any
 /// client of the worker contract.
-fn read_meta(raw: Option<String>) -> Option<TaskMeta> {
+pub(crate) fn read_meta(raw: Option<String>) -> Option<TaskMeta> {
     raw.and_then(|r| serde_json::from_str::<TaskMeta>(&r).ok())
 }
 
@@ -1319,7 +1327,7 @@ pub fn submit(args: &SubmitArgs) -> Result<(), CliError> {
 
 /// The message of a failed task: fibo's (`meta.exc_message`) or, as Python's Celery stores
 /// it, `result.exc_message` (a list of arguments or a string).
-fn failure_message(meta: &TaskMeta) -> String {
+pub(crate) fn failure_message(meta: &TaskMeta) -> String {
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Array(a) => Some(

@@ -3,6 +3,7 @@
 //! for it), and the two limits that turn overload into 503s: work permits and memory.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,6 +135,9 @@ pub(crate) struct Hub {
     /// Test hook (`FIBO_SERVE_PANIC_AT`): computing this n panics, to show that a panic
     /// answers 500 for its own request only.
     pub panic_at: Option<u64>,
+    /// `--offload-above`: where heavy pairs are computed, if set.
+    #[cfg(feature = "distributed")]
+    pub offload: std::sync::OnceLock<Arc<super::offload::Offload>>,
     /// The shared cache of `--cache-redis`, if any.
     #[cfg(feature = "shared-cache")]
     shared: Option<Arc<super::shared::Shared>>,
@@ -182,6 +186,8 @@ impl Hub {
             #[cfg(feature = "shared-cache")]
             shared: shared.map(|c| super::shared::Shared::new(c, Arc::clone(&metrics))),
             metrics,
+            #[cfg(feature = "distributed")]
+            offload: std::sync::OnceLock::new(),
             limits,
             flights: Mutex::new(HashMap::new()),
             work: Arc::new(Semaphore::new(max_concurrency)),
@@ -294,19 +300,45 @@ impl Hub {
         let hub = Arc::clone(self);
         let (outcome, source) = self
             .obtain(Key::Pair(n), estimate, move |cancelled| {
-                if hub.panic_at == Some(n) {
-                    panic!("a test panic at n = {n} (FIBO_SERVE_PANIC_AT)");
-                }
-                hub.engine
-                    .try_decimal_pair(n, &|| cancelled.load(Ordering::Relaxed))
-                    .ok()
-                    .map(Outcome::Pair)
+                hub.compute_pair(n, cancelled).map(Outcome::Pair)
             })
             .await?;
         match outcome {
             Outcome::Pair(p) => Ok((p, source)),
             Outcome::Line(_) => Err(ApiError::internal("a pair was expected")),
         }
+    }
+
+    /// Computes the pair at n for a flight, on a blocking thread: on a `fibo worker` when n is
+    /// past `--offload-above` (and the answer is then cached here), else on the engine's pool;
+    /// a worker that fails or stays silent past the timeout leaves the work to this instance.
+    /// `None` when every waiting request has gone.
+    pub(crate) fn compute_pair(&self, n: u64, cancelled: &AtomicBool) -> Option<DecimalPair> {
+        if self.panic_at == Some(n) {
+            panic!("a test panic at n = {n} (FIBO_SERVE_PANIC_AT)");
+        }
+        #[cfg(feature = "distributed")]
+        if let Some(off) = self.offload.get().filter(|o| n > o.above) {
+            self.metrics.offloaded.inc();
+            match tokio::runtime::Handle::current().block_on(off.pair(n, cancelled)) {
+                Ok(pair) => {
+                    let pair = Arc::new(pair);
+                    self.engine.insert_decimal_pair(n, Arc::clone(&pair));
+                    return Some(pair);
+                }
+                Err(_) if cancelled.load(Ordering::Relaxed) => return None,
+                Err(why) => {
+                    self.metrics.offload_failures.inc();
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "fibo serve: F({n}) computed here: the workers did not give it ({why})"
+                    );
+                }
+            }
+        }
+        self.engine
+            .try_decimal_pair(n, &|| cancelled.load(Ordering::Relaxed))
+            .ok()
     }
 
     /// The outcome of `key`, computed by `work` on a blocking thread (its arithmetic on the

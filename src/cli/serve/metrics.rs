@@ -47,6 +47,9 @@ pub(crate) struct Metrics {
     pub shed: Family<Kind, Counter>,
     pub in_flight: Gauge,
     pub coalesced: Counter,
+    /// `--offload-above`: pairs sent to `fibo worker`s, and those that came back without one.
+    pub offloaded: Counter,
+    pub offload_failures: Counter,
     pub cancelled: Counter,
     pub bytes_out: Counter,
     pub memory_in_use: Gauge,
@@ -92,6 +95,8 @@ impl Metrics {
             shed: Family::default(),
             in_flight: Gauge::default(),
             coalesced: Counter::default(),
+            offloaded: Counter::default(),
+            offload_failures: Counter::default(),
             cancelled: Counter::default(),
             bytes_out: Counter::default(),
             memory_in_use: Gauge::default(),
@@ -141,6 +146,16 @@ impl Metrics {
             "fibo_coalesced_waiters",
             "Requests that waited on a computation another request had started",
             m.coalesced.clone(),
+        );
+        r.register(
+            "fibo_offloaded",
+            "Pairs sent to fibo workers (--offload-above)",
+            m.offloaded.clone(),
+        );
+        r.register(
+            "fibo_offload_failures",
+            "Offloaded pairs computed here after all: a worker failed or did not answer in time",
+            m.offload_failures.clone(),
         );
         r.register(
             "fibo_cancelled_computations",

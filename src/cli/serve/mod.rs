@@ -8,6 +8,8 @@ mod api;
 mod hub;
 #[cfg(feature = "serve")]
 mod metrics;
+#[cfg(all(feature = "serve", feature = "distributed"))]
+mod offload;
 #[cfg(feature = "serve")]
 mod routes;
 #[cfg(feature = "serve")]
@@ -92,6 +94,26 @@ pub struct ServeArgs {
     /// Seconds given to requests in flight after SIGTERM or Ctrl-C
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
     pub grace: f64,
+
+    /// Send the computation of values with n above N to fibo workers (fibo.batch tasks on
+    /// --broker; feature distributed); a failed or silent worker leaves it to this instance
+    #[arg(long, value_name = "N", value_parser = parse_count, requires = "broker")]
+    pub offload_above: Option<u64>,
+
+    /// Broker of the workers for --offload-above: redis://[:PASSWORD@]HOST[:PORT]/DB (or in
+    /// $FIBO_BROKER, which keeps the password out of ps)
+    #[arg(long, value_name = "URL", env = "FIBO_BROKER", hide_env_values = true,
+          value_parser = super::distributed::RedisUrl)]
+    pub broker: Option<String>,
+
+    /// Result backend of the workers (or in $FIBO_BACKEND) [default: the broker]
+    #[arg(long, value_name = "URL", env = "FIBO_BACKEND", hide_env_values = true,
+          value_parser = super::distributed::RedisUrl)]
+    pub backend: Option<String>,
+
+    /// Queue of the workers' fibo.batch tasks
+    #[arg(long, value_name = "NAME", default_value = "celery")]
+    pub queue: String,
 }
 
 fn parse_count(s: &str) -> Result<u64, String> {

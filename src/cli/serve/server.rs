@@ -77,6 +77,34 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
     let grace = Duration::from_secs_f64(args.grace);
     let result = runtime.block_on(async move {
+        if let Some(above) = args.offload_above {
+            #[cfg(feature = "distributed")]
+            {
+                let broker = args.broker.as_deref().unwrap_or_default();
+                let backend = args.backend.as_deref().unwrap_or(broker);
+                let off = super::offload::Offload::connect(
+                    broker,
+                    backend,
+                    &args.queue,
+                    above,
+                    // Half the request's time: the other half is for computing here if no
+                    // worker answers.
+                    Duration::from_secs_f64(args.timeout / 2.0),
+                )
+                .await
+                .map_err(CliError::Runtime)?;
+                let _ = hub.offload.set(Arc::new(off));
+            }
+            #[cfg(not(feature = "distributed"))]
+            {
+                let _ = above;
+                return Err(CliError::Usage(
+                    "--offload-above needs the `distributed` feature: cargo install parkit \
+                     --features distributed"
+                        .into(),
+                ));
+            }
+        }
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|e| CliError::Usage(format!("cannot listen on '{}': {e}", args.listen)))?;

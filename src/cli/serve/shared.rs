@@ -513,16 +513,10 @@ async fn find_or_compute(
         }
     }
     let want_bytes = claimed.is_some();
-    let engine = Arc::clone(&hub.engine);
-    let panic_at = hub.panic_at;
+    let computer = Arc::clone(&hub);
     let computed = tokio::task::spawn_blocking(move || {
         catch_unwind(AssertUnwindSafe(|| {
-            if panic_at == Some(n) {
-                panic!("a test panic at n = {n} (FIBO_SERVE_PANIC_AT)");
-            }
-            let p = engine
-                .try_decimal_pair(n, &|| cancel.load(Ordering::Relaxed))
-                .ok()?;
+            let p = computer.compute_pair(n, &cancel)?;
             let bytes = want_bytes.then(|| encode(&p));
             Some((p, bytes))
         }))
