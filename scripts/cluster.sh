@@ -18,6 +18,13 @@
 #      one in flight on the killed instance (nginx retries idempotent GETs elsewhere, so the
 #      goal is none at all), or if a check failed.
 #
+# What a kill costs: nginx retries the GETs in flight on the killed instance elsewhere (no
+# failed request), but a retried n >= 30000 that the killed instance had claimed waits until
+# its claim lapses in Redis (--shared-claim, 5 s), so a few requests take about 5 s; the
+# summary lists the slowest. wrk's latencies include the time its requests wait for nginx and
+# wrk itself to get a CPU, which on a small, busy machine is most of its p99; nginx's
+# $request_time percentiles are printed beside them.
+#
 # The workers are idle during the load: `fibo serve` does not offload computations to them
 # (an `--offload-above` flag does not exist yet). They are started, and one killed, to show the
 # topology survives it; the `fibo submit` of step 4 shows the other one still takes tasks.
@@ -270,7 +277,8 @@ metric() { # metric FILE NAME-AND-LABELS: the value, 0 if absent
     awk -v m="$2" '$1 == m {v = $2} END {print v + 0}' "$1"
 }
 
-say "fibo cluster: $SERVES x fibo serve (shared cache in Redis), $WORKERS x fibo worker, nginx, $(nproc) cores"
+say "fibo cluster: $SERVES x fibo serve (shared cache in Redis), $WORKERS x fibo worker, nginx, $(nproc) cores" \
+    "(load average after the load: $(cut -d ' ' -f 1-3 /proc/loadavg))"
 say "load: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${LOAD_SECONDS}s through nginx, GET /fib/n:" \
     "$((100 - HEAVY_PERCENT))% n in 0..$SMALL_MAX, $HEAVY_PERCENT% n in $HEAVY_LO..$HEAVY_HI"
 say "killed (SIGKILL) at $(awk -v a="$START" -v b="$KILL_TIME" 'BEGIN {printf "%.1f", b - a}') s:" \
@@ -282,6 +290,12 @@ say "errors (wrk): connect $E_CONNECT, read $E_READ, write $E_WRITE, timeout $E_
 say "nginx access log (the load): $L_TOTAL GET /fib/; 5xx $L_5XX (of them tried on the killed instance:" \
     "$L_KILLED_FAIL), 429 $L_429, other non-2xx $L_OTHER; 499 $L_499 (cut by wrk's end, not errors)"
 say "  retried on another instance and answered 200: $L_RETRIED; slower than 1 s: $L_SLOW, slowest $L_MAX s"
+read -r N_P50 N_P99 N_P999 < <(head -n "$LOAD_LINES" "$LOG" | awk 'index($0, "\"GET /fib/") > 0 {print $3}' \
+    | sort -n | awk '{a[NR] = $1} END {printf "%.1f %.1f %.1f\n", a[int(NR * 0.5) + 1] * 1000, a[int(NR * 0.99) + 1] * 1000, a[int(NR * 0.999) + 1] * 1000}')
+say "  nginx's \$request_time (from its first read of a request): p50 $N_P50 ms, p99 $N_P99 ms, p99.9 $N_P999 ms"
+head -n "$LOAD_LINES" "$LOG" | awk '$3 > 1' | sort -k3,3 -rn | head -n 3 | while read -r line; do
+    say "  slow: $line"
+done
 say ""
 say "per instance (/metrics after the load):"
 printf '%-22s %9s %9s %9s %9s %9s %9s %7s %7s %6s %3s\n' instance requests hit miss shared redis \
