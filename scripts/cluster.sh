@@ -234,6 +234,8 @@ WRK=$!
 PIDS+=("$WRK")
 sleep "$KILL_AT"
 KILL_TIME=$(date +%s.%N)
+# The killed instance's figures up to its death (its /metrics goes with it).
+curl -s --max-time 2 "http://$KILLED_ADDR/metrics" >"$RUN/metrics$KILLED_SERVE.txt" || true
 kill -KILL "${SERVE_PIDS[$((KILLED_SERVE - 1))]}" "${WORKER_PIDS[$((KILLED_WORKER - 1))]}"
 wait "${SERVE_PIDS[$((KILLED_SERVE - 1))]}" "${WORKER_PIDS[$((KILLED_WORKER - 1))]}" 2>/dev/null || true
 wait "$WRK" || true
@@ -297,17 +299,17 @@ head -n "$LOAD_LINES" "$LOG" | awk '$3 > 1' | sort -k3,3 -rn | head -n 3 | while
     say "  slow: $line"
 done
 say ""
-say "per instance (/metrics after the load):"
+say "per instance (/metrics after the load; the killed one's just before the kill):"
 printf '%-22s %9s %9s %9s %9s %9s %9s %7s %7s %6s %3s\n' instance requests hit miss shared redis \
     eng.miss sh.store sh.wait sh.err up | tee -a "$RUN/summary"
 for i in "${!SERVE_ADDRS[@]}"; do
     addr=${SERVE_ADDRS[$i]}
-    if [ "$((i + 1))" = "$KILLED_SERVE" ]; then
-        printf '%-22s %s\n' "$addr" "(killed)" | tee -a "$RUN/summary"
-        continue
-    fi
     m=$RUN/metrics$((i + 1)).txt
-    curl -s --max-time 5 "http://$addr/metrics" >"$m" || true
+    if [ "$((i + 1))" = "$KILLED_SERVE" ]; then
+        addr="$addr(kill)"
+    else
+        curl -s --max-time 5 "http://$addr/metrics" >"$m" || true
+    fi
     reqs=$(awk '/^fibo_http_requests_total\{/ && /route="\/fib\/\{n\}"/ {s += $2} END {print s + 0}' "$m")
     printf '%-22s %9s %9s %9s %9s %9s %9s %7s %7s %6s %3s\n' "$addr" "$reqs" \
         "$(metric "$m" 'fibo_values_total{kind="hit"}')" \
@@ -325,6 +327,19 @@ say "redis: $(redis-cli -p "$REDIS_PORT" -n 2 dbsize) keys in the shared cache, 
 # --- checks: values through nginx against fibo here ----------------------------------------
 say ""
 CHECK_FAILED=0
+# The password is on no command line (`ps` shows every user's); read with shell builtins and
+# tr, so this check puts it on none either.
+LEAKED=0
+for f in /proc/[0-9]*/cmdline; do
+    args=$(tr '\0' ' ' <"$f" 2>/dev/null || true)
+    case $args in *"$PASSWORD"*) LEAKED=1 ;; esac
+done
+if [ "$LEAKED" = 1 ]; then
+    say "check the Redis password is on no command line: FAILED"
+    CHECK_FAILED=1
+else
+    say "check the Redis password is on no command line (ps): ok"
+fi
 for n in 0 10 1000 12345 "$HEAVY_LO" 100000 "$((HEAVY_HI + 7))"; do
     "$FIBO" "$n" >"$RUN/want"
     code=$(curl -s --max-time 30 -o "$RUN/got" -w '%{http_code}' "http://$NGINX/fib/$n" || true)
