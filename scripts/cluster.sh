@@ -25,9 +25,11 @@
 # wrk itself to get a CPU, which on a small, busy machine is most of its p99; nginx's
 # $request_time percentiles are printed beside them.
 #
-# The workers are idle during the load: `fibo serve` does not offload computations to them
-# (an `--offload-above` flag does not exist yet). They are started, and one killed, to show the
-# topology survives it; the `fibo submit` of step 4 shows the other one still takes tasks.
+# The instances hand values past OFFLOAD_ABOVE to the workers (`--offload-above`, broker and
+# backend from FIBO_BROKER/FIBO_BACKEND): the heavy end of the mix is computed there. A task
+# the killed worker had taken is lost with it; its instance waits half its --timeout
+# (SERVE_TIMEOUT) for it, then computes the value itself, so those few requests are slow, not
+# failed. The `fibo submit` of step 4 shows the surviving worker still takes tasks.
 #
 # Environment (defaults in brackets):
 #   LOAD_SECONDS [60]  KILL_AT [LOAD_SECONDS / 2]  seconds of load; when the kills happen
@@ -35,6 +37,7 @@
 #   SMALL_MAX [1000] HEAVY_PERCENT [10] HEAVY_LO [30000] HEAVY_HI [300000]  the mix (mixed.lua)
 #   SERVES [3] WORKERS [2]
 #   RATE [100000r/s] BURST [10000]  nginx's limit_req (high: the load comes from one address)
+#   OFFLOAD_ABOVE [150000] SERVE_TIMEOUT [10]  fibo serve's --offload-above and --timeout
 #   FIBO_ARGS           more `fibo serve` flags
 #   SKIP_BUILD=1        use target/release/fibo as it is
 #   KEEP=1              keep the run directory (logs, rendered config) and print its path
@@ -58,6 +61,8 @@ WORKERS=${WORKERS:-2}
 RATE=${RATE:-100000r/s}
 BURST=${BURST:-10000}
 FIBO_ARGS=${FIBO_ARGS:-}
+OFFLOAD_ABOVE=${OFFLOAD_ABOVE:-150000}
+SERVE_TIMEOUT=${SERVE_TIMEOUT:-10}
 
 TARGET=${CARGO_TARGET_DIR:-target}
 case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
@@ -156,7 +161,8 @@ SERVE_ADDRS=()
 for i in $(seq 1 "$SERVES"); do
     log=$RUN/logs/serve$i.log
     # shellcheck disable=SC2086  # FIBO_ARGS is a list of flags
-    "$FIBO" serve --listen 127.0.0.1:0 --grace 2 $FIBO_ARGS >/dev/null 2>"$log" &
+    "$FIBO" serve --listen 127.0.0.1:0 --grace 2 --offload-above "$OFFLOAD_ABOVE" \
+        --timeout "$SERVE_TIMEOUT" $FIBO_ARGS >/dev/null 2>"$log" &
     pid=$!
     PIDS+=("$pid")
     SERVE_PIDS+=("$pid")
@@ -300,8 +306,8 @@ head -n "$LOAD_LINES" "$LOG" | awk '$3 > 1' | sort -k3,3 -rn | head -n 3 | while
 done
 say ""
 say "per instance (/metrics after the load; the killed one's just before the kill):"
-printf '%-22s %9s %9s %9s %9s %9s %9s %7s %7s %6s %3s\n' instance requests hit miss shared redis \
-    eng.miss sh.store sh.wait sh.err up | tee -a "$RUN/summary"
+printf '%-22s %9s %9s %9s %9s %9s %9s %7s %7s %6s %3s %7s %6s\n' instance requests hit miss shared redis \
+    eng.miss sh.store sh.wait sh.err up offload off.fail | tee -a "$RUN/summary"
 for i in "${!SERVE_ADDRS[@]}"; do
     addr=${SERVE_ADDRS[$i]}
     m=$RUN/metrics$((i + 1)).txt
@@ -311,7 +317,7 @@ for i in "${!SERVE_ADDRS[@]}"; do
         curl -s --max-time 5 "http://$addr/metrics" >"$m" || true
     fi
     reqs=$(awk '/^fibo_http_requests_total\{/ && /route="\/fib\/\{n\}"/ {s += $2} END {print s + 0}' "$m")
-    printf '%-22s %9s %9s %9s %9s %9s %9s %7s %7s %6s %3s\n' "$addr" "$reqs" \
+    printf '%-22s %9s %9s %9s %9s %9s %9s %7s %7s %6s %3s %7s %6s\n' "$addr" "$reqs" \
         "$(metric "$m" 'fibo_values_total{kind="hit"}')" \
         "$(metric "$m" 'fibo_values_total{kind="miss"}')" \
         "$(metric "$m" 'fibo_values_total{kind="shared"}')" \
@@ -320,7 +326,9 @@ for i in "${!SERVE_ADDRS[@]}"; do
         "$(metric "$m" fibo_shared_cache_stores_total)" \
         "$(metric "$m" fibo_shared_cache_claim_waits_total)" \
         "$(metric "$m" fibo_shared_cache_errors_total)" \
-        "$(metric "$m" fibo_shared_cache_up)" | tee -a "$RUN/summary"
+        "$(metric "$m" fibo_shared_cache_up)" \
+        "$(metric "$m" fibo_offloaded_total)" \
+        "$(metric "$m" fibo_offload_failures_total)" | tee -a "$RUN/summary"
 done
 say "redis: $(redis-cli -p "$REDIS_PORT" -n 2 dbsize) keys in the shared cache, $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_human:/ {sub(/\r/, "", $2); print $2}') used"
 
