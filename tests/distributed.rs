@@ -7,48 +7,20 @@
 //! `.ci/run`, which installs it): then they fail. The Python test needs `PARKIT_PYTHON`, a
 //! Python with the `celery` and `redis` packages (`.ci/run` makes one in a venv).
 
+mod common;
+
 use std::fs;
 use std::io::Write as _;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{find_on_path, free_port, required, server_pid};
 
 use num_bigint::BigUint;
 
 fn fibo_path() -> PathBuf {
     assert_cmd::cargo::cargo_bin("fibo")
-}
-
-fn required() -> bool {
-    std::env::var("PARKIT_REQUIRE_REDIS").is_ok_and(|v| v == "1")
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The process id of the Redis server on `port`, from `INFO server`.
-fn server_pid(port: u16) -> Option<u32> {
-    use std::io::{BufRead, BufReader};
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    conn.write_all(b"INFO server\r\n").ok()?;
-    BufReader::new(conn)
-        .lines()
-        .map_while(Result::ok)
-        .take(100)
-        .find_map(|l| l.strip_prefix("process_id:").map(|p| p.trim().parse().ok()))?
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child process killed (by PID) and reaped when dropped.

@@ -11,44 +11,14 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{find_on_path, free_port, required, server_pid};
+
 use reqwest::StatusCode;
-
-fn required() -> bool {
-    std::env::var("PARKIT_REQUIRE_REDIS").is_ok_and(|v| v == "1")
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The process id of the Redis server on `port`, from `INFO server`.
-fn server_pid(port: u16) -> Option<u32> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    conn.write_all(b"INFO server\r\n").ok()?;
-    BufReader::new(conn)
-        .lines()
-        .map_while(Result::ok)
-        .take(100)
-        .find_map(|l| l.strip_prefix("process_id:").map(|p| p.trim().parse().ok()))?
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A Redis server of its own, killed (by PID) on drop.
 struct Redis {
