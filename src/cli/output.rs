@@ -275,22 +275,10 @@ impl Printer {
                 }
                 _ => fib::fib_pair_mod_pow10(n, k),
             };
-            emit(out, n, &zero_pad(pair.0.to_string(), width));
+            emit(out, n, &fib::zero_pad(pair.0.to_string(), width));
             run = Some((n, pair));
         }
     }
-}
-
-/// `text` with leading zeros up to `width` characters, by hand: a format width above 65535
-/// panics ("Formatting argument out of range"), and `--last` goes up to 10,000,000.
-fn zero_pad(text: String, width: usize) -> String {
-    if text.len() >= width {
-        return text;
-    }
-    let mut out = String::with_capacity(width);
-    out.extend(std::iter::repeat_n('0', width - text.len()));
-    out.push_str(&text);
-    out
 }
 
 /// Calls `f(n, F(n) mod m)` for each n, stepping by additions through consecutive values.

@@ -30,7 +30,7 @@ pub use digits::{WORKING_COPIES, bit_estimate, digit_count, value_bytes, working
 pub use engine::{
     BuildError, Cancelled, DEFAULT_CACHE_BYTES, DecimalPair, Fibonacci, FibonacciBuilder, MAX_N,
 };
-pub use modular::{advance_mod, fib_mod, fib_pair_mod, fib_pair_mod_pow10, last_digits};
+pub use modular::{advance_mod, fib_mod, fib_pair_mod, fib_pair_mod_pow10, last_digits, zero_pad};
 pub use small::{MAX_N as U128_MAX_N, fib_u128};
 pub use tuning::{Thresholds, set_thresholds, thresholds};
 

@@ -119,11 +119,23 @@ pub fn last_digits(n: u64, k: u32) -> String {
     zero_pad(text, k as usize)
 }
 
-/// `text` with leading zeros up to `width` characters.
+/// `text` with leading zeros up to `width` characters, as the last K digits of a number are
+/// written (`fibo --last K`); text already as long is returned as it is.
 ///
 /// By hand: a format width (`{:0>width$}`) above 65535 panics ("Formatting argument out of
-/// range"), and `--last` goes up to 10,000,000 digits.
-pub(crate) fn zero_pad(text: String, width: usize) -> String {
+/// range"), and K goes up to 10,000,000 digits.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::fib::zero_pad;
+///
+/// assert_eq!(zero_pad("40".into(), 3), "040");
+/// assert_eq!(zero_pad("12345".into(), 3), "12345");
+/// let wide = zero_pad("7".into(), 70_000);
+/// assert!(wide.len() == 70_000 && wide.ends_with("007"));
+/// ```
+pub fn zero_pad(text: String, width: usize) -> String {
     if text.len() >= width {
         return text;
     }
