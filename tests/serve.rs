@@ -94,20 +94,7 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("a client")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
+use common::{client, runtime};
 
 async fn get(url: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
     let r = client().get(url).send().await.expect("an answer");

@@ -188,20 +188,7 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("a client")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
+use common::{client, runtime};
 
 /// Status, `x-fibo-cache` and body of `GET /fib/{n}`.
 async fn fib(s: &Server, n: u64) -> (StatusCode, String, String) {

@@ -69,3 +69,22 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// An HTTP client for loopback servers (no proxy from the environment).
+#[allow(dead_code)]
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a client")
+}
+
+/// A two-thread tokio runtime for a test's HTTP calls.
+#[allow(dead_code)]
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}

@@ -257,41 +257,30 @@ pub(crate) fn from_json(body: &[u8], base: Options) -> Result<(Vec<Located>, Opt
             )
         })?;
     }
-    let num = |key: &str, v: &Option<serde_json::Value>| -> Result<Option<String>, ApiError> {
-        v.as_ref()
-            .map(|v| {
-                json_token(v).ok_or_else(|| {
-                    ApiError::bad_token(
-                        format!("invalid {key}: expected a whole number"),
-                        &v.to_string(),
-                        key.into(),
-                    )
-                })
-            })
-            .transpose()
-    };
-    let last = num("last", &req.last)?
-        .map(|t| {
-            parse_last(&t).map_err(|r| {
-                ApiError::bad_token(
-                    format!("invalid last '{}': {r}", shorten(&t)),
-                    &t,
-                    "last".into(),
-                )
-            })
+    // `last` and `mod`: a JSON number or string, read by the CLI's own parser.
+    fn option<T>(
+        key: &str,
+        v: Option<&serde_json::Value>,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ApiError> {
+        let Some(v) = v else { return Ok(None) };
+        let t = json_token(v).ok_or_else(|| {
+            ApiError::bad_token(
+                format!("invalid {key}: expected a whole number"),
+                &v.to_string(),
+                key.into(),
+            )
+        })?;
+        parse(&t).map(Some).map_err(|r| {
+            ApiError::bad_token(
+                format!("invalid {key} '{}': {r}", shorten(&t)),
+                &t,
+                key.into(),
+            )
         })
-        .transpose()?;
-    let modulus = num("mod", &req.modulus)?
-        .map(|t| {
-            parse_modulus(&t).map_err(|r| {
-                ApiError::bad_token(
-                    format!("invalid mod '{}': {r}", shorten(&t)),
-                    &t,
-                    "mod".into(),
-                )
-            })
-        })
-        .transpose()?;
+    }
+    let last = option("last", req.last.as_ref(), parse_last)?;
+    let modulus = option("mod", req.modulus.as_ref(), parse_modulus)?;
     o.what = what(req.digits, last, modulus)?;
     Ok((items, o))
 }
