@@ -37,7 +37,8 @@
 //!   pipeline with new URLs fed back to the fetchers.
 //! - [`fib`]: fast doubling, the mod-m path, digit counts, and the [`Fibonacci`](fib::Fibonacci)
 //!   batch engine.
-//! - `fibo` (binary): the command-line tool, `src/bin/fibo.rs` over the private `cli` module.
+//! - `fibo` (binary, `src/bin/fibo/`): the command-line tool, the web service and the Celery
+//!   worker and client, built on this library.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(unreachable_pub)]

@@ -1,5 +1,10 @@
-//! The `fibo` command line: arguments, input collection and validation, the memory check, and
-//! the streaming run (a parkit pipeline). Kept out of the library API; `src/bin/fibo.rs` is a thin `main`.
+//! `fibo`: exact Fibonacci numbers for whole batches of inputs, on every core.
+//!
+//! The binary, beside the library it uses: arguments, input collection and validation, the
+//! memory check and the streaming run (a parkit pipeline) here; input parsing, output formats,
+//! the memory model, the Celery worker and client and the web service in the modules beside
+//! this file. No arithmetic: numbers come from `parkit::fib`.
+#![forbid(unsafe_code)]
 
 pub mod distributed;
 pub mod input;
@@ -296,7 +301,7 @@ fn negative_input(e: &clap::Error, argv: &[std::ffi::OsString]) -> Option<String
 }
 
 /// Runs `fibo` with the process's arguments and returns its exit code.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     // A panic is reported as one line by `report_panic`, never as a backtrace dump.
     std::panic::set_hook(Box::new(|_| {}));
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
