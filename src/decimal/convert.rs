@@ -7,13 +7,19 @@
 //!   recursively (in parallel when big) and recombined as `hi D^(2^j) + lo` with num-bigint's
 //!   multiplication; Horner's rule at the leaves.
 //!
-//! The powers `D^(2^j)` are computed once per conversion by repeated squaring.
+//! The powers `D^(2^j)` are computed once per conversion by repeated squaring. The parallel
+//! top of both recursions is this crate's [`divide`] (halves of at least [`PAR_LIMBS`] limbs
+//! under `rayon::join`); below it the same recursion runs on one thread.
+
+use std::borrow::Cow;
 
 use num_bigint::BigUint;
 use num_integer::Integer;
 
 use super::limbs::{BASE, div_base};
 use super::nat::DecNat;
+use crate::divide::divide;
+use crate::granularity::Granularity;
 
 /// Leaves of both recursions have at most this many limbs.
 const LEAF_LIMBS: usize = 32;
@@ -57,7 +63,7 @@ fn leaf_to_dec(words: &[u64], out: &mut [u64]) {
     }
 }
 
-/// Writes the limbs of `x < D^out.len()` into `out` (length `2^(j+1)`, zeroed).
+/// Writes the limbs of `x < D^out.len()` into `out` (length `2^(j+1)`, zeroed), on this thread.
 fn to_dec(x: &BigUint, pows: &[BigUint], j: usize, out: &mut [u64]) {
     if out.len() <= LEAF_LIMBS || x.bits() <= 64 * LEAF_LIMBS as u64 / 2 {
         leaf_to_dec(&x.to_u64_digits(), out);
@@ -65,15 +71,27 @@ fn to_dec(x: &BigUint, pows: &[BigUint], j: usize, out: &mut [u64]) {
     }
     let (q, r) = x.div_rem(&pows[j]);
     let (lo, hi) = out.split_at_mut(1 << j);
-    if lo.len() >= PAR_LIMBS {
-        rayon::join(
-            || to_dec(&r, pows, j - 1, lo),
-            || to_dec(&q, pows, j - 1, hi),
-        );
-    } else {
-        to_dec(&r, pows, j - 1, lo);
-        to_dec(&q, pows, j - 1, hi);
-    }
+    to_dec(&r, pows, j - 1, lo);
+    to_dec(&q, pows, j - 1, hi);
+}
+
+/// [`to_dec`] with the halves of at least [`PAR_LIMBS`] limbs converted in parallel: the
+/// problem is a number and the buffer its limbs go to, split by a power of `D` into the two
+/// halves of the buffer; there is nothing to combine.
+fn par_to_dec(x: &BigUint, pows: &[BigUint], out: &mut [u64]) {
+    divide(
+        (Cow::Borrowed(x), out),
+        Granularity::MinLen(2 * PAR_LIMBS - 1),
+        |(_, out)| out.len(),
+        |(x, out)| {
+            let j = out.len().ilog2() as usize - 1;
+            let (q, r) = x.div_rem(&pows[j]);
+            let (lo, hi) = out.split_at_mut(1 << j);
+            ((Cow::Owned(r), lo), (Cow::Owned(q), hi))
+        },
+        |(x, out)| to_dec(&x, pows, out.len().ilog2() as usize - 1, out),
+        |(), ()| (),
+    );
 }
 
 impl From<&BigUint> for DecNat {
@@ -97,7 +115,7 @@ impl From<&BigUint> for DecNat {
         }
         let pows = powers(limbs);
         let mut out = vec![0u64; 1 << pows.len()];
-        to_dec(x, &pows, pows.len() - 1, &mut out);
+        par_to_dec(x, &pows, &mut out);
         DecNat::from_vec(out)
     }
 }
@@ -118,7 +136,7 @@ impl From<BigUint> for DecNat {
     }
 }
 
-/// The value of `limbs` (any length), with `pows[j] = D^(2^j)`.
+/// The value of `limbs` (any length), with `pows[j] = D^(2^j)`, on this thread.
 fn to_bin(limbs: &[u64], pows: &[BigUint]) -> BigUint {
     if limbs.len() <= LEAF_LIMBS {
         let mut acc = BigUint::default();
@@ -130,12 +148,25 @@ fn to_bin(limbs: &[u64], pows: &[BigUint]) -> BigUint {
     }
     let j = (limbs.len() - 1).ilog2() as usize;
     let (lo, hi) = limbs.split_at(1 << j);
-    let (h, l) = if lo.len() >= PAR_LIMBS {
-        rayon::join(|| to_bin(hi, pows), || to_bin(lo, pows))
-    } else {
-        (to_bin(hi, pows), to_bin(lo, pows))
-    };
-    h * &pows[j] + l
+    to_bin(hi, pows) * &pows[j] + to_bin(lo, pows)
+}
+
+/// [`to_bin`] with halves of at least [`PAR_LIMBS`] limbs converted in parallel: split at the
+/// largest power of two below the length (high part left, low part right), each result
+/// carrying its limb count so that `combine` knows the power of `D` to shift by.
+fn par_to_bin(limbs: &[u64], pows: &[BigUint]) -> BigUint {
+    let (value, _) = divide(
+        limbs,
+        Granularity::MinLen(PAR_LIMBS),
+        |l| l.len(),
+        |l| {
+            let (lo, hi) = l.split_at(1 << (l.len() - 1).ilog2());
+            (hi, lo)
+        },
+        |l| (to_bin(l, pows), l.len()),
+        |(h, hl), (l, ll)| (h * &pows[ll.ilog2() as usize] + l, hl + ll),
+    );
+    value
 }
 
 impl From<&DecNat> for BigUint {
@@ -145,9 +176,10 @@ impl From<&DecNat> for BigUint {
     ///
     /// ```
     /// use num_bigint::BigUint;
-    /// use parkit::decimal::{DecNat, fib};
+    /// use parkit::decimal::DecNat;
+    /// use parkit::fib::fib_in;
     ///
-    /// let f = fib(5000);
+    /// let f = fib_in::<DecNat>(5000);
     /// assert_eq!(BigUint::from(&f).to_string(), f.to_string());
     /// ```
     fn from(x: &DecNat) -> BigUint {
@@ -156,7 +188,7 @@ impl From<&DecNat> for BigUint {
             return to_bin(limbs, &[]);
         }
         let pows = powers(limbs.len());
-        to_bin(limbs, &pows)
+        par_to_bin(limbs, &pows)
     }
 }
 
