@@ -41,7 +41,14 @@ fn batch(c: &mut Criterion) {
     g.bench_function("batch-planner-cold", |b| {
         b.iter_with_setup(
             || Fibonacci::builder().build().unwrap(),
-            |e| assert_eq!(e.batch_map(&ns, |_, v| v.bits()).iter().sum::<u64>(), want),
+            |e| {
+                assert_eq!(
+                    e.batch_map(&ns, |_, v: &num_bigint::BigUint| v.bits())
+                        .iter()
+                        .sum::<u64>(),
+                    want
+                )
+            },
         );
     });
     g.finish();

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use num_bigint::BigUint;
-use parkit::decimal::{DecNat, MulAlgorithm, fib};
+use parkit::decimal::{DecNat, MulAlgorithm};
+
+fn fib(n: u64) -> DecNat {
+    parkit::fib::fib_in(n)
+}
 
 /// F(n) by fast doubling on BigUint, the same formulas as the decimal engine (two squarings a
 /// step, the last step one product), sequential: what a num-bigint user would write.

@@ -98,7 +98,7 @@ fn batch_granularity(c: &mut Criterion) {
                             .build()
                             .unwrap()
                     },
-                    |e| e.batch_map(black_box(ns), |_, v| v.bits()),
+                    |e| e.batch_map(black_box(ns), |_, v: &num_bigint::BigUint| v.bits()),
                 );
             });
         }

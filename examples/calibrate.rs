@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use parkit::fib::{Thresholds, fib, fib_pair, set_thresholds, thresholds, to_decimal};
+use parkit::fib::{Thresholds, fib, fib_pair, set_thresholds, thresholds};
 
 fn median(mut f: impl FnMut() -> f64, reps: usize) -> f64 {
     let mut v: Vec<f64> = (0..reps).map(|_| f()).collect();
@@ -80,7 +80,6 @@ fn sweep() {
             set_thresholds(Thresholds {
                 join_bits: j,
                 split_bits: never,
-                ..base
             });
             print!(" {:>8.3}", all.install(|| ms(reps, || drop(fib(n)))));
         }
@@ -103,25 +102,6 @@ fn sweep() {
         println!();
     }
 
-    let decs = [1u64 << 16, 1 << 18, 1 << 20, 1 << 22, never];
-    header("decimal_bits", &decs);
-    println!();
-    for n in [300_000u64, 1_000_000, 10_000_000] {
-        let v = fib(n);
-        let reps = if n >= 10_000_000 { 5 } else { 11 };
-        print!("{:>22}", format!("to_decimal(F({n}))"));
-        for j in decs {
-            set_thresholds(Thresholds {
-                decimal_bits: j,
-                ..base
-            });
-            print!(
-                " {:>8.2}",
-                all.install(|| ms(reps, || drop(to_decimal(&v))))
-            );
-        }
-        println!();
-    }
     set_thresholds(base);
 }
 

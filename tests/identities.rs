@@ -145,7 +145,7 @@ fn decimal_engine_last_digits_match_the_mod_path_up_to_a_billion() {
         100_000_007,
         1_000_000_000,
     ] {
-        let v = parkit::decimal::fib(n);
+        let v = parkit::fib::fib_in::<parkit::decimal::DecNat>(n);
         assert_eq!(v.limbs()[0], fib_mod(n, m), "n = {n}");
         assert_eq!(v.digit_count(), digit_count(n), "n = {n}");
     }
@@ -156,6 +156,6 @@ proptest! {
 
     #[test]
     fn decimal_engine_equals_binary_engine(n in 0u64..1_000_000) {
-        prop_assert_eq!(parkit::decimal::fib(n).to_string(), fib(n).to_string());
+        prop_assert_eq!(parkit::fib::fib_in::<parkit::decimal::DecNat>(n).to_string(), fib(n).to_string());
     }
 }

@@ -1,5 +1,7 @@
-//! Exact decimal big numbers: [`DecNat`] in base 10^19, with NTT multiplication on every core,
-//! and Fibonacci numbers computed directly in decimal ([`fib`], [`fib_pair`]).
+//! Exact decimal big numbers: [`DecNat`], naturals in base 10^19, with NTT multiplication on
+//! every core. A number type and nothing more: it knows no Fibonacci.
+//! [`fib_in::<DecNat>`](crate::fib::fib_in) and the [`Fibonacci`](crate::fib::Fibonacci)
+//! engine compute F(n) in it.
 //!
 //! Printing F(n) from binary costs far more than computing it (num-bigint: 7.3 s for F(10^8),
 //! 30.7 s more for its text). Computed in base-10^19 limbs, F(n) prints with a linear copy.
@@ -7,9 +9,10 @@
 //! # How to use
 //!
 //! ```
-//! use parkit::decimal::{DecNat, fib};
+//! use parkit::decimal::DecNat;
+//! use parkit::fib::fib_in;
 //!
-//! let f = fib(1000);
+//! let f: DecNat = fib_in(1000);
 //! let mut text = Vec::new();
 //! f.write_to(&mut text).unwrap();
 //! assert_eq!(text.len() as u64, f.digit_count());
@@ -45,11 +48,12 @@
 //! `join`, the column groups and rows of a four-step transform and the chunks of the radix-3,
 //! pointwise and CRT passes on rayon from `2^14` points. Transforms past `2^22` points run the
 //! primes one after the other (each still parallel inside) to keep the peak memory near four
-//! transform arrays. In the Fibonacci doubling the two squarings of a step run under `join`
-//! from 128 to `2^20` limbs; past that each is parallel inside and running them in turn saves
-//! memory. While [`fib`] or [`fib_pair`] runs, freed transform buffers are recycled instead of
-//! returned to the allocator (which would unmap and re-fault them every step: a quarter of the
-//! run time went to page faults and TLB shoot-downs); the pool empties when they return.
+//! transform arrays. In the Fibonacci doubling ([`crate::fib`]) the two squarings of a step run
+//! under `join` from 128 to `2^20` limbs; past that each is parallel inside and running them in
+//! turn saves memory. While a whole computation runs in a buffer scope (the Fibonacci code
+//! opens one around each doubling), freed transform buffers are recycled instead of returned
+//! to the allocator (which would unmap and re-fault them every step: a quarter of the run time
+//! went to page faults and TLB shoot-downs); the pool empties when the scope ends.
 //!
 //! The thresholds were measured on the 2-core development machine (shared with other builds),
 //! as minima of 25 runs on one and two threads and as criterion medians; the `decimal` bench
@@ -72,7 +76,6 @@
 //! block as it is done: no `String` of the whole number.
 
 mod convert;
-mod doubling;
 mod karatsuba;
 mod limbs;
 mod mul;
@@ -83,6 +86,6 @@ mod text;
 #[cfg(test)]
 mod tests;
 
-pub use doubling::{fib, fib_pair, fib_pair_until};
 pub use mul::MulAlgorithm;
 pub use nat::{DecNat, ParseDecNatError};
+pub(crate) use ntt::BufferScope;

@@ -133,11 +133,12 @@ impl DecNat {
     /// # Examples
     ///
     /// ```
-    /// use parkit::decimal::{DecNat, fib};
+    /// use parkit::decimal::DecNat;
+    /// use parkit::fib::fib_in;
     ///
     /// assert_eq!(DecNat::ZERO.digit_count(), 1);
     /// assert_eq!(DecNat::from(10_000_000_000_000_000_000u128).digit_count(), 20);
-    /// assert_eq!(fib(1_000_000).digit_count(), 208_988);
+    /// assert_eq!(fib_in::<DecNat>(1_000_000).digit_count(), 208_988);
     /// ```
     #[must_use]
     pub fn digit_count(&self) -> u64 {
@@ -230,9 +231,10 @@ impl DecNat {
     /// # Examples
     ///
     /// ```
-    /// use parkit::decimal::fib;
+    /// use parkit::decimal::DecNat;
+    /// use parkit::fib::fib_in;
     ///
-    /// let v = fib(1000);
+    /// let v = fib_in::<DecNat>(1000);
     /// let n = v.limbs().len();
     /// let mut text = Vec::new();
     /// for start in (0..n).step_by(2) {
@@ -254,10 +256,11 @@ impl DecNat {
     /// # Examples
     ///
     /// ```
-    /// use parkit::decimal::{DecNat, fib};
+    /// use parkit::decimal::DecNat;
+    /// use parkit::fib::fib_in;
     ///
     /// let mut out = Vec::new();
-    /// fib(100).write_to(&mut out).unwrap();
+    /// fib_in::<DecNat>(100).write_to(&mut out).unwrap();
     /// assert_eq!(out, b"354224848179261915075");
     /// ```
     ///

@@ -4,6 +4,7 @@
 //! machine; only ratios matter to the planner (steps against a fresh start against a jump), so a
 //! faster or slower machine plans the same way.
 
+use super::STEP_GAP;
 use super::digits::bit_estimate;
 
 /// Nanoseconds per 64-bit word of one big addition.
@@ -54,9 +55,6 @@ pub(crate) fn pair(n: u64) -> f64 {
 pub(crate) fn jump(m: u64, d: u64) -> f64 {
     pair(d) + 4.0 * mul_words(words(d), words(m)) + 2.0 * value(m + d)
 }
-
-/// Gaps up to this many are walked by additions in [`sequence`].
-pub(crate) const STEP_GAP: u64 = 64;
 
 /// The cost of each value of a sequence computed in order: a value close after the previous
 /// one is reached by additions, any other needs a fresh pair.

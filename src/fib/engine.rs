@@ -2,85 +2,31 @@
 //! planner that reuses whatever the cache already holds.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::{cost, doubling};
-use crate::decimal::{self, DecNat};
+use super::number::FibNumber;
+use super::number::sealed::{Base, Cached};
+use super::{STEP_GAP, cost, doubling};
+use crate::decimal::DecNat;
 use crate::granularity::Granularity;
 use crate::memo::{CacheStats, MemoCache};
 use crate::schedule;
 use num_bigint::BigUint;
 
-/// A number representation the planner computes in: fresh pairs, steps, jumps and sizes.
-trait Repr: 'static {
-    type Num: Clone + Send + Sync + 'static;
-    /// (F(n), F(n+1)) by fast doubling.
-    fn fresh(n: u64) -> (Self::Num, Self::Num);
-    /// (F(m), F(m+1)) to (F(m+1), F(m+2)), in place.
-    fn advance(p: &mut (Self::Num, Self::Num));
-    /// (F(m), F(m+1)) to (F(m+d), F(m+d+1)) by the addition formula, d >= 1.
-    fn jump(p: (&Self::Num, &Self::Num), d: u64) -> (Self::Num, Self::Num);
-    /// Bytes held by a value.
-    fn bytes(x: &Self::Num) -> usize;
+/// A cached pair (F(m), F(m+1)) in the number type `N`.
+type Pair<N> = Arc<(N, N)>;
+
+/// The engine's one cache: pairs of either type, keyed by type and m, under one budget.
+type Cache = MemoCache<(Base, u64), Cached>;
+
+/// The batch planner of one number type, over the engine's shared cache.
+struct Planner<'a, N> {
+    cache: &'a Cache,
+    number: PhantomData<fn() -> N>,
 }
 
-/// num-bigint's base 2^64.
-struct Binary;
-
-impl Repr for Binary {
-    type Num = BigUint;
-    fn fresh(n: u64) -> (BigUint, BigUint) {
-        doubling::fib_pair(n)
-    }
-    fn advance(p: &mut (BigUint, BigUint)) {
-        doubling::advance(p);
-    }
-    fn jump(p: (&BigUint, &BigUint), d: u64) -> (BigUint, BigUint) {
-        doubling::jump(p, d)
-    }
-    fn bytes(x: &BigUint) -> usize {
-        x.bits().div_ceil(64) as usize * 8
-    }
-}
-
-/// [`DecNat`]'s base 10^19: values print as a linear copy.
-struct Decimal;
-
-impl Repr for Decimal {
-    type Num = DecNat;
-    fn fresh(n: u64) -> (DecNat, DecNat) {
-        decimal::fib_pair(n)
-    }
-    fn advance(p: &mut (DecNat, DecNat)) {
-        let (a, b) = p;
-        *a += &*b;
-        std::mem::swap(a, b);
-    }
-    fn jump(p: (&DecNat, &DecNat), d: u64) -> (DecNat, DecNat) {
-        let (fm, fm1) = p;
-        let (fdm1, fd) = decimal::fib_pair(d - 1);
-        let fd1 = &fd + &fdm1;
-        // F(m+d) = F(d) F(m+1) + F(d-1) F(m);  F(m+d+1) = F(d+1) F(m+1) + F(d) F(m)
-        let ((x, y), (z, w)) = rayon::join(
-            || rayon::join(|| &fd * fm1, || &fdm1 * fm),
-            || rayon::join(|| &fd1 * fm1, || &fd * fm),
-        );
-        (x + &y, z + &w)
-    }
-    fn bytes(x: &DecNat) -> usize {
-        x.limbs().len() * 8
-    }
-}
-
-/// A cached pair (F(m), F(m+1)) in representation `R`.
-type Pair<R> = Arc<(<R as Repr>::Num, <R as Repr>::Num)>;
-
-/// The cache and the batch planner of one representation.
-struct Planner<R: Repr> {
-    cache: MemoCache<u64, Pair<R>>,
-}
-
-/// A computation stopped by its caller (see [`Fibonacci::try_decimal_pair`]).
+/// A computation stopped by its caller (see [`Fibonacci::try_pair`]).
 ///
 /// # Examples
 ///
@@ -93,10 +39,23 @@ struct Planner<R: Repr> {
 #[error("the computation was cancelled")]
 pub struct Cancelled;
 
-/// A pair (F(n), F(n+1)) in base 10^19, shared with the engine's cache (no copy is made).
+/// A pair (F(n), F(n+1)) in base 10^19, shared with the engine's cache (no copy is made), as
+/// [`Fibonacci::try_pair`] and [`Fibonacci::cached_pair`] give it.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::decimal::DecNat;
+/// use parkit::fib::{DecimalPair, Fibonacci};
+///
+/// let engine = Fibonacci::builder().threads(1).build()?;
+/// let pair: DecimalPair = engine.try_pair::<DecNat>(1000, &|| false)?;
+/// assert_eq!(pair.0.to_string(), parkit::fib::fib(1000).to_string());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type DecimalPair = Arc<(DecNat, DecNat)>;
 
-/// Below this n, [`Fibonacci::try_decimal_pair`] computes on the caller's thread: the work
+/// Below this n, [`Fibonacci::try_pair`] computes on the caller's thread: the work
 /// (tens of microseconds) costs less than a trip through the pool, and it must not wait in the
 /// pool's queue behind a heavy computation.
 const INLINE_MAX_N: u64 = 30_000;
@@ -122,8 +81,7 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 /// # Ok::<(), parkit::fib::BuildError>(())
 /// ```
 pub struct Fibonacci {
-    binary: Planner<Binary>,
-    decimal: Planner<Decimal>,
+    cache: Cache,
     pool: rayon::ThreadPool,
     granularity: Granularity,
 }
@@ -186,7 +144,8 @@ impl FibonacciBuilder {
     }
 
     /// Memory budget of the pair cache in bytes (default [`DEFAULT_CACHE_BYTES`]); 0 keeps
-    /// nothing between calls.
+    /// nothing between calls. One budget for the whole engine: binary and decimal pairs share
+    /// it.
     ///
     /// # Examples
     ///
@@ -202,10 +161,13 @@ impl FibonacciBuilder {
     }
 
     /// How a batch of close values is cut into runs (each a task started by one fast doubling
-    /// and continued by additions): [`Granularity::Auto`] and [`Granularity::Tuned`] (the
-    /// default) size runs by the measured cost model so every thread gets about four;
-    /// `ChunkSize(k)` makes runs of at most k values, `Chunks(k)` about k runs, `MinLen(k)` runs
-    /// of at least k values, `Sequential` one run per stretch of close values.
+    /// and continued by additions): [`Granularity::Auto`] (the default) sizes runs by the
+    /// planner's cost model so every thread gets about four; `Tuned(t)` makes runs of about
+    /// `t` of estimated work each (the cost model's nanoseconds on one core of the development
+    /// machine: the planner estimates, it does not time); `ChunkSize(k)` makes runs of at most
+    /// k values, `Chunks(k)` about k runs, `MinLen(k)` runs of at least k values, `Sequential`
+    /// one run per stretch of close values. A run is never cut where the next value is more
+    /// than [`STEP_GAP`](super::STEP_GAP) away and a fresh start is cheaper.
     ///
     /// # Examples
     ///
@@ -243,8 +205,10 @@ impl FibonacciBuilder {
             .build()?;
         let budget = self.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES);
         Ok(Fibonacci {
-            binary: Planner::new(budget),
-            decimal: Planner::new(budget),
+            cache: MemoCache::with_budget(budget).with_weigher(|_, c: &Cached| match c {
+                Cached::Binary(p) => p.0.heap_bytes() + p.1.heap_bytes(),
+                Cached::Decimal(p) => p.0.heap_bytes() + p.1.heap_bytes(),
+            }),
             pool,
             granularity: self.granularity,
         })
@@ -399,7 +363,8 @@ impl Fibonacci {
         &self.pool
     }
 
-    /// Counters of the pair cache: hits, misses, evictions, entries and bytes.
+    /// Counters of the pair cache: hits, misses, evictions, entries and bytes, binary and
+    /// decimal pairs together (one cache, one budget).
     ///
     /// # Examples
     ///
@@ -411,16 +376,7 @@ impl Fibonacci {
     /// ```
     #[must_use]
     pub fn cache_stats(&self) -> CacheStats {
-        let (b, d) = (self.binary.cache.stats(), self.decimal.cache.stats());
-        CacheStats {
-            hits: b.hits + d.hits,
-            misses: b.misses + d.misses,
-            evictions: b.evictions + d.evictions,
-            entries: b.entries + d.entries,
-            bytes: b.bytes + d.bytes,
-            peak_bytes: b.peak_bytes + d.peak_bytes,
-            duplicate_computations: b.duplicate_computations + d.duplicate_computations,
-        }
+        self.cache.stats()
     }
 
     /// F(n), reusing a cached pair at or a little below `n` when there is one.
@@ -460,11 +416,19 @@ impl Fibonacci {
     #[must_use]
     pub fn pair(&self, n: u64) -> (BigUint, BigUint) {
         Self::guard(&[n]);
-        let b = &self.binary;
+        let b = self.planner::<BigUint>();
         let p = self
             .pool
             .install(|| b.start_pair(n, b.resolve_start(n, &b.cached_keys())));
         (*p).clone()
+    }
+
+    /// The planner of the number type `N`, over the engine's cache.
+    fn planner<N: FibNumber>(&self) -> Planner<'_, N> {
+        Planner {
+            cache: &self.cache,
+            number: PhantomData,
+        }
     }
 
     /// F(n) for every `n` in `ns`, in input order.
@@ -490,14 +454,18 @@ impl Fibonacci {
     /// If an input is past [`MAX_N`] (see [`Fibonacci::check_size`]), before any work starts.
     #[must_use]
     pub fn batch(&self, ns: &[u64]) -> Vec<BigUint> {
-        self.batch_map(ns, |_, v| v.clone())
+        self.batch_map(ns, |_, v: &BigUint| v.clone())
     }
 
-    /// Calls `f(n, &F(n))` for every input, in parallel, and returns the results in input order.
+    /// Calls `f(n, &F(n))` for every input, in parallel, and returns the results in input order,
+    /// with F(n) in the number type `N` that `f` takes: [`BigUint`], or [`DecNat`] (base 10^19,
+    /// whose text is a linear copy).
     ///
     /// `f` runs on the engine's pool right where F(n) was produced, so converting to text or
     /// reducing the value happens in parallel and the full values need not all be held at once.
-    /// For a duplicated input, `f` is called once per occurrence with the same value.
+    /// For a duplicated input, `f` is called once per occurrence with the same value. The plan
+    /// is the same in either type: duplicates once, neighbours by additions, cached pairs of
+    /// that type reused by stepping or by the addition formula, runs largest-first.
     ///
     /// # Panics
     ///
@@ -507,21 +475,28 @@ impl Fibonacci {
     /// # Examples
     ///
     /// ```
+    /// use num_bigint::BigUint;
+    /// use parkit::decimal::DecNat;
+    ///
     /// let e = parkit::fib::Fibonacci::new();
-    /// let lens = e.batch_map(&[100, 10, 100], |_, v| v.to_string().len());
+    /// let lens = e.batch_map(&[100, 10, 100], |_, v: &BigUint| v.to_string().len());
     /// assert_eq!(lens, [21, 2, 21]);
+    /// let digits = e.batch_map(&[100, 10, 100], |_, v: &DecNat| v.digit_count());
+    /// assert_eq!(digits, [21, 2, 21]);
     /// ```
-    pub fn batch_map<R, F>(&self, ns: &[u64], f: F) -> Vec<R>
+    pub fn batch_map<N, R, F>(&self, ns: &[u64], f: F) -> Vec<R>
     where
+        N: FibNumber,
         R: Send,
-        F: Fn(u64, &BigUint) -> R + Sync,
+        F: Fn(u64, &N) -> R + Sync,
     {
         Self::guard(ns);
-        self.binary.batch_map(&self.pool, self.granularity, ns, f)
+        self.planner::<N>()
+            .batch_map(&self.pool, self.granularity, ns, f)
     }
 
-    /// F(n) in base 10^19 ([`DecNat`]): printing it is a linear copy. The decimal twin of
-    /// [`Fibonacci::get`], with its own cache of decimal pairs.
+    /// F(n) in base 10^19 ([`DecNat`]): printing it is a linear copy. [`Fibonacci::get`] in
+    /// the other number type, from the same cache (which keeps the two types' pairs apart).
     ///
     /// # Examples
     ///
@@ -535,13 +510,13 @@ impl Fibonacci {
     /// If an input is past [`MAX_N`] (see [`Fibonacci::check_size`]), before any work starts.
     #[must_use]
     pub fn get_decimal(&self, n: u64) -> DecNat {
-        self.batch_map_decimal(&[n], |_, v| v.clone())
+        self.batch_decimal(&[n])
             .pop()
             .expect("one input gives one output")
     }
 
-    /// F(n) in base 10^19 for every `n` in `ns`, in input order: the decimal twin of
-    /// [`Fibonacci::batch`], planned the same way (duplicates once, neighbours by additions,
+    /// F(n) in base 10^19 for every `n` in `ns`, in input order: [`Fibonacci::batch`] in the
+    /// other number type, planned the same way (duplicates once, neighbours by additions,
     /// cached decimal pairs reused by stepping or by the addition formula, runs largest-first),
     /// so a batch never pays a binary-to-decimal conversion.
     ///
@@ -563,92 +538,130 @@ impl Fibonacci {
     /// If an input is past [`MAX_N`] (see [`Fibonacci::check_size`]), before any work starts.
     #[must_use]
     pub fn batch_decimal(&self, ns: &[u64]) -> Vec<DecNat> {
-        self.batch_map_decimal(ns, |_, v| v.clone())
-    }
-
-    /// Calls `f(n, &F(n))` with F(n) in base 10^19 for every input, in parallel, results in
-    /// input order: the decimal twin of [`Fibonacci::batch_map`]. `fibo` writes each value's
-    /// digits here, straight into its output line.
-    ///
-    /// # Panics
-    ///
-    /// If an input is past [`MAX_N`] (before any work starts: see [`Fibonacci::check_size`]).
-    /// A panic in `f` is propagated to the caller (after the other tasks stop).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let e = parkit::fib::Fibonacci::new();
-    /// let digits = e.batch_map_decimal(&[100, 10, 100], |_, v| v.digit_count());
-    /// assert_eq!(digits, [21, 2, 21]);
-    /// ```
-    pub fn batch_map_decimal<R, F>(&self, ns: &[u64], f: F) -> Vec<R>
-    where
-        R: Send,
-        F: Fn(u64, &DecNat) -> R + Sync,
-    {
-        Self::guard(ns);
-        self.decimal.batch_map(&self.pool, self.granularity, ns, f)
+        self.batch_map(ns, |_, v: &DecNat| v.clone())
     }
 }
 
 impl Fibonacci {
-    /// The pair (F(n), F(n+1)) in base 10^19 if the cache holds it, counting a hit; `None`
-    /// (counting nothing) otherwise. Never computes, never enters the pool: a server answers
-    /// cached values with this on any thread.
+    /// The last `k` digits of F(n) for every n of `ns`, in input order, leading zeros kept,
+    /// as [`last_digits`](super::last_digits) gives them: a value with at most `k` digits is
+    /// given whole.
+    ///
+    /// Whole values go through the engine in base 10^19 ([`batch_map`](Self::batch_map):
+    /// parallel, cached, neighbours by additions); the others are residues mod `10^k`, walked
+    /// through close values by additions ([`STEP_GAP`](super::STEP_GAP)) on the calling thread,
+    /// so they never build F(n) and work for every `u64` n.
     ///
     /// # Examples
     ///
     /// ```
-    /// use parkit::fib::Fibonacci;
+    /// use parkit::fib::{Fibonacci, last_digits};
     ///
-    /// let engine = Fibonacci::builder().threads(1).build()?;
-    /// assert!(engine.cached_decimal_pair(100_000).is_none());
-    /// let _ = engine.get_decimal(100_000);
-    /// let pair = engine.cached_decimal_pair(100_000).expect("cached by get_decimal");
-    /// assert_eq!(pair.0, engine.get_decimal(100_000));
+    /// let e = Fibonacci::builder().threads(2).build()?;
+    /// let ns = [10u64, 1_000_000_000_000, 1_000_000_000_001, 90];
+    /// let got = e.last_digits_batch(&ns, 12);
+    /// let want: Vec<String> = ns.iter().map(|&n| last_digits(n, 12)).collect();
+    /// assert_eq!(got, want);
+    /// assert_eq!(got[0], "55");
     /// # Ok::<(), parkit::fib::BuildError>(())
     /// ```
     ///
-    /// Locking behaviour: a cache shard guard and the key's slot mutex, briefly. Never waits on
-    /// a computation.
+    /// # Panics
+    ///
+    /// If a value given whole is past [`MAX_N`] (it cannot be: F([`MAX_N`]) has about 2 * 10^11
+    /// digits, more than any `k`).
     #[must_use]
-    pub fn cached_decimal_pair(&self, n: u64) -> Option<DecimalPair> {
-        self.decimal.cache.hit(&n)
+    pub fn last_digits_batch(&self, ns: &[u64], k: u32) -> Vec<String> {
+        let short: Vec<u64> = ns
+            .iter()
+            .copied()
+            .filter(|&n| u64::from(k) >= super::digit_count(n))
+            .collect();
+        let mut whole = if short.is_empty() {
+            Vec::new()
+        } else {
+            self.batch_map(&short, |_, v: &DecNat| v.to_string())
+        }
+        .into_iter();
+        let mut tails = Vec::with_capacity(ns.len() - short.len());
+        super::steps::for_each_last_digits(ns, k, |_, text| tails.push(text));
+        let mut tails = tails.into_iter();
+        ns.iter()
+            .map(|&n| {
+                let next = if u64::from(k) >= super::digit_count(n) {
+                    whole.next()
+                } else {
+                    tails.next()
+                };
+                next.expect("one text per input")
+            })
+            .collect()
+    }
+}
+
+impl Fibonacci {
+    /// The pair (F(n), F(n+1)) in the number type `N` if the cache holds it, counting a hit;
+    /// `None` (counting nothing) otherwise. Never computes, never enters the pool: a server
+    /// answers cached values with this on any thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::decimal::DecNat;
+    /// use parkit::fib::Fibonacci;
+    ///
+    /// let engine = Fibonacci::builder().threads(1).build()?;
+    /// assert!(engine.cached_pair::<DecNat>(100_000).is_none());
+    /// let _ = engine.get_decimal(100_000);
+    /// let pair = engine.cached_pair::<DecNat>(100_000).expect("cached by get_decimal");
+    /// assert_eq!(pair.0, engine.get_decimal(100_000));
+    /// // The cache keeps the two number types apart.
+    /// assert!(engine.cached_pair::<num_bigint::BigUint>(100_000).is_none());
+    /// # Ok::<(), parkit::fib::BuildError>(())
+    /// ```
+    ///
+    /// # Locking
+    ///
+    /// A cache shard guard and the key's slot mutex, briefly. Never waits on a computation.
+    #[must_use]
+    pub fn cached_pair<N: FibNumber>(&self, n: u64) -> Option<Arc<(N, N)>> {
+        self.cache.hit(&(N::BASE, n)).and_then(|c| N::unwrap(&c))
     }
 
-    /// Puts a pair (F(n), F(n+1)) in base 10^19 obtained elsewhere (a shared cache, a file)
-    /// into the engine's cache, so that later calls find it as a hit and values near it are
-    /// reached from it. The caller vouches that `pair` really is (F(n), F(n+1)): the engine
-    /// does not check it. A pair larger than the cache's whole budget is not kept.
+    /// Puts a pair (F(n), F(n+1)) obtained elsewhere (a shared cache, a file) into the engine's
+    /// cache, so that later calls find it as a hit and values near it are reached from it. The
+    /// caller vouches that `pair` really is (F(n), F(n+1)): the engine does not check it. A
+    /// pair larger than the cache's whole budget is not kept.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::sync::Arc;
+    /// use parkit::decimal::DecNat;
     /// use parkit::fib::Fibonacci;
     ///
     /// let source = Fibonacci::builder().threads(1).build()?;
-    /// let pair = source.try_decimal_pair(50_000, &|| false)?;
+    /// let pair = source.try_pair::<DecNat>(50_000, &|| false)?;
     ///
     /// let engine = Fibonacci::builder().threads(1).build()?;
-    /// engine.insert_decimal_pair(50_000, Arc::clone(&pair));
-    /// let cached = engine.cached_decimal_pair(50_000).expect("inserted");
+    /// engine.insert_pair(50_000, Arc::clone(&pair));
+    /// let cached = engine.cached_pair::<DecNat>(50_000).expect("inserted");
     /// assert!(Arc::ptr_eq(&cached, &pair));
     /// assert_eq!(engine.cache_stats().misses, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
-    /// Locking behaviour: like [`MemoCache::insert`]: a shard guard briefly, never waits on a
-    /// computation.
-    pub fn insert_decimal_pair(&self, n: u64, pair: DecimalPair) {
-        self.decimal.cache.insert(n, pair);
+    /// # Locking
+    ///
+    /// Like [`MemoCache::insert`]: a shard guard briefly, never waits on a computation.
+    pub fn insert_pair<N: FibNumber>(&self, n: u64, pair: Arc<(N, N)>) {
+        self.cache.insert((N::BASE, n), N::wrap(pair));
     }
 
-    /// The pair (F(n), F(n+1)) in base 10^19, from the cache or computed (and cached), unless
-    /// `cancelled()` returns `true` first.
+    /// The pair (F(n), F(n+1)) in the number type `N`, from the cache or computed (and
+    /// cached), unless `cancelled()` returns `true` first.
     ///
-    /// Like [`get_decimal`](Self::get_decimal), a value near a cached pair is reached by steps or
+    /// Like [`batch_map`](Self::batch_map), a value near a cached pair is reached by steps or
     /// by the addition formula; a fresh one by fast doubling on the engine's pool, which asks
     /// `cancelled` between two doubling steps. Small n (below 30,000) are computed on the
     /// calling thread. Callers asking for the same n at once share one computation when they
@@ -658,12 +671,13 @@ impl Fibonacci {
     /// # Examples
     ///
     /// ```
+    /// use parkit::decimal::DecNat;
     /// use parkit::fib::{Cancelled, Fibonacci};
     ///
     /// let engine = Fibonacci::builder().threads(2).build()?;
-    /// let pair = engine.try_decimal_pair(200_000, &|| false)?;
+    /// let pair = engine.try_pair::<DecNat>(200_000, &|| false)?;
     /// assert_eq!(pair.1, engine.get_decimal(200_001));
-    /// assert_eq!(engine.try_decimal_pair(300_000, &|| true), Err(Cancelled));
+    /// assert_eq!(engine.try_pair::<DecNat>(300_000, &|| true), Err(Cancelled));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -673,30 +687,31 @@ impl Fibonacci {
     ///
     /// # Panics
     ///
-    /// If `n` is `u64::MAX`, and on memory exhaustion.
+    /// If `n` is past [`MAX_N`], and on memory exhaustion.
     ///
-    /// Locking behaviour: blocks the calling thread until the pair is ready (on the pool for
-    /// large n), or waits on another caller computing the same n. Do not call it from async code
-    /// directly: use a blocking thread.
-    pub fn try_decimal_pair(
+    /// # Locking
+    ///
+    /// Blocks the calling thread until the pair is ready (on the pool for large n), or waits
+    /// on another caller computing the same n. Do not call it from async code directly: use a
+    /// blocking thread.
+    pub fn try_pair<N: FibNumber>(
         &self,
         n: u64,
         cancelled: &(dyn Fn() -> bool + Sync),
-    ) -> Result<DecimalPair, Cancelled> {
-        let d = &self.decimal;
+    ) -> Result<Arc<(N, N)>, Cancelled> {
+        Self::guard(&[n]);
+        let d = self.planner::<N>();
         if n < INLINE_MAX_N {
-            return d
-                .cache
-                .try_get_or_compute(n, || Ok(Arc::new(decimal::fib_pair(n))));
+            return d.try_get_or_compute(n, || Ok(Arc::new(doubling::fib_pair(n))));
         }
         // The cache is asked from the caller's thread, so that a second caller waits for the
         // first one's result there, off the pool; only the arithmetic runs on the pool.
-        d.cache.try_get_or_compute(n, || {
+        d.try_get_or_compute(n, || {
             let start = d.resolve_start(n, &d.cached_keys());
             self.pool
                 .install(|| match d.reach(n, start) {
                     Some(pair) => Some(pair),
-                    None => decimal::fib_pair_until(n, cancelled),
+                    None => doubling::fib_pair_until(n, cancelled),
                 })
                 .map(Arc::new)
                 .ok_or(Cancelled)
@@ -704,12 +719,33 @@ impl Fibonacci {
     }
 }
 
-impl<R: Repr> Planner<R> {
-    fn new(budget: usize) -> Self {
-        Planner {
-            cache: MemoCache::with_budget(budget)
-                .with_weigher(|_, p: &Pair<R>| R::bytes(&p.0) + R::bytes(&p.1)),
-        }
+impl<N: FibNumber> Planner<'_, N> {
+    /// The cached pair at `m`, counting a hit or a miss.
+    fn get(&self, m: u64) -> Option<Pair<N>> {
+        self.cache.get(&(N::BASE, m)).and_then(|c| N::unwrap(&c))
+    }
+
+    /// Caches the pair at `m`.
+    fn insert(&self, m: u64, pair: Pair<N>) {
+        self.cache.insert((N::BASE, m), N::wrap(pair));
+    }
+
+    /// The pair at `n` from the cache, or computed once by `f` however many ask at once.
+    fn get_or_compute(&self, n: u64, f: impl FnOnce() -> Pair<N>) -> Pair<N> {
+        let cached = self.cache.get_or_compute((N::BASE, n), || N::wrap(f()));
+        N::unwrap(&cached).expect("a key holds its own type")
+    }
+
+    /// [`Planner::get_or_compute`] for a computation that can fail.
+    fn try_get_or_compute<E>(
+        &self,
+        n: u64,
+        f: impl FnOnce() -> Result<Pair<N>, E>,
+    ) -> Result<Pair<N>, E> {
+        let cached = self
+            .cache
+            .try_get_or_compute((N::BASE, n), || f().map(N::wrap))?;
+        Ok(N::unwrap(&cached).expect("a key holds its own type"))
     }
 
     /// The batch planner: see [`Fibonacci::batch_map`].
@@ -722,7 +758,7 @@ impl<R: Repr> Planner<R> {
     ) -> Vec<T>
     where
         T: Send,
-        F: Fn(u64, &R::Num) -> T + Sync,
+        F: Fn(u64, &N) -> T + Sync,
     {
         if ns.is_empty() {
             return Vec::new();
@@ -767,9 +803,15 @@ impl<R: Repr> Planner<R> {
             .collect()
     }
 
-    /// Sorted keys of the cache, for planning.
+    /// Sorted keys of this type's pairs in the cache, for planning.
     fn cached_keys(&self) -> Vec<u64> {
-        let mut keys = self.cache.keys();
+        let mut keys: Vec<u64> = self
+            .cache
+            .keys()
+            .into_iter()
+            .filter(|&(base, _)| base == N::BASE)
+            .map(|(_, m)| m)
+            .collect();
         keys.sort_unstable();
         keys
     }
@@ -803,7 +845,7 @@ impl<R: Repr> Planner<R> {
         let total: f64 = uniq
             .iter()
             .zip(uniq.iter().skip(1))
-            .map(|(&a, &b)| cost::steps(b, (b - a).min(64)))
+            .map(|(&a, &b)| cost::steps(b, (b - a).min(STEP_GAP)))
             .sum::<f64>()
             + cost::value(uniq[0]);
         let mut target = (total / (threads * cost::RUNS_PER_THREAD)).max(cost::MIN_RUN);
@@ -816,7 +858,9 @@ impl<R: Repr> Planner<R> {
                 (target, max_len) = (f64::INFINITY, uniq.len().div_ceil(k.max(1)));
             }
             Granularity::MinLen(k) => min_len = k.max(1),
-            _ => {}
+            // The cost model's estimate of a run's work, in nanoseconds on one core.
+            Granularity::Tuned(t) => target = (t.as_nanos() as f64).max(cost::MIN_RUN),
+            Granularity::Auto => {}
         }
         let mut segs = Vec::new();
         let mut begin = 0;
@@ -863,31 +907,34 @@ impl<R: Repr> Planner<R> {
     }
 
     /// (F(n), F(n+1)) by the planned route, through the cache so concurrent callers share it.
-    fn start_pair(&self, n: u64, start: Start) -> Pair<R> {
-        self.cache.get_or_compute(n, || {
+    fn start_pair(&self, n: u64, start: Start) -> Pair<N> {
+        self.get_or_compute(n, || {
             // The planned pair may have been evicted meanwhile: fall back to doubling.
-            Arc::new(self.reach(n, start).unwrap_or_else(|| R::fresh(n)))
+            Arc::new(
+                self.reach(n, start)
+                    .unwrap_or_else(|| doubling::fib_pair(n)),
+            )
         })
     }
 
     /// The pair at `n` from the cached pair `start` names (by steps or a jump); `None` for a
     /// fresh start or when that pair has left the cache.
-    fn reach(&self, n: u64, start: Start) -> Option<(R::Num, R::Num)> {
-        let from = |m: u64| self.cache.get(&m);
+    fn reach(&self, n: u64, start: Start) -> Option<(N, N)> {
+        let from = |m: u64| self.get(m);
         match start {
             Start::Step { m } => from(m).map(|p| {
                 let mut p = (*p).clone();
                 for _ in m..n {
-                    R::advance(&mut p);
+                    doubling::advance(&mut p);
                 }
                 p
             }),
-            Start::Jump { m } => from(m).map(|p| R::jump((&p.0, &p.1), n - m)),
+            Start::Jump { m } => from(m).map(|p| doubling::jump((&p.0, &p.1), n - m)),
             Start::Fresh => None,
         }
     }
 
-    fn run_segment(&self, seg: &Segment, uniq: &[u64], mut emit: impl FnMut(usize, &R::Num)) {
+    fn run_segment(&self, seg: &Segment, uniq: &[u64], mut emit: impl FnMut(usize, &N)) {
         let first = uniq[seg.range.start];
         let start = self.start_pair(first, seg.start);
         if seg.range.len() == 1 {
@@ -900,14 +947,14 @@ impl<R: Repr> Planner<R> {
         let mut at = first;
         for j in seg.range.clone() {
             while at < uniq[j] {
-                R::advance(&mut cur);
+                doubling::advance(&mut cur);
                 at += 1;
             }
             emit(j, &cur.0);
         }
         // Leave the end of the run in the cache: later inputs above it start here.
         if seg.range.len() > 1 {
-            self.cache.insert(at, Arc::new(cur));
+            self.insert(at, Arc::new(cur));
         }
     }
 }
@@ -933,8 +980,8 @@ mod tests {
             ),
             ("get_decimal", Box::new(|e| drop(e.get_decimal(MAX_N + 1)))),
             (
-                "batch_map_decimal",
-                Box::new(|e| drop(e.batch_map_decimal(&[u64::MAX - 1], |_, _| ()))),
+                "batch_map",
+                Box::new(|e| drop(e.batch_map(&[u64::MAX - 1], |_, _: &DecNat| ()))),
             ),
         ];
         for (name, call) in calls {
@@ -981,13 +1028,13 @@ mod tests {
         assert_eq!(e.batch(&first)[199], fib(100_199));
         let before = e.cache_stats();
         // A value just above the end of the cached run is reached by steps from it.
-        let keys = e.binary.cached_keys();
+        let keys = e.planner::<BigUint>().cached_keys();
         assert!(
             keys.contains(&100_199),
             "the end of a run is cached: {keys:?}"
         );
         assert!(matches!(
-            e.binary.resolve_start(100_250, &keys),
+            e.planner::<BigUint>().resolve_start(100_250, &keys),
             Start::Step { m: 100_199 }
         ));
         assert_eq!(e.get(100_250), fib(100_250));
@@ -998,10 +1045,10 @@ mod tests {
     fn jump_is_planned_for_moderate_gaps_and_is_exact() {
         let e = Fibonacci::builder().threads(2).build().unwrap();
         let _ = e.pair(1_000_000);
-        let keys = e.binary.cached_keys();
+        let keys = e.planner::<BigUint>().cached_keys();
         let n = 1_000_000 + 5_000;
         assert!(matches!(
-            e.binary.resolve_start(n, &keys),
+            e.planner::<BigUint>().resolve_start(n, &keys),
             Start::Jump { m: 1_000_000 }
         ));
         assert_eq!(e.get(n), fib(n));
@@ -1011,7 +1058,7 @@ mod tests {
     fn dense_batch_is_cut_into_enough_runs() {
         let e = Fibonacci::builder().threads(2).build().unwrap();
         let ns: Vec<u64> = (100_000..102_000).collect();
-        let plan = e.binary.plan(&ns, e.threads(), e.granularity);
+        let plan = e.planner::<BigUint>().plan(&ns, e.threads(), e.granularity);
         assert!(plan.len() >= 4 && plan.len() <= 64, "{} runs", plan.len());
         let covered: usize = plan.iter().map(|s| s.range.len()).sum();
         assert_eq!(covered, ns.len());
@@ -1026,7 +1073,7 @@ mod tests {
                 .granularity(g)
                 .build()
                 .unwrap();
-            let plan = e.binary.plan(&ns, e.threads(), e.granularity);
+            let plan = e.planner::<BigUint>().plan(&ns, e.threads(), e.granularity);
             assert!(runs.contains(&plan.len()), "{g:?}: {} runs", plan.len());
             assert_eq!(plan.iter().map(|s| s.range.len()).sum::<usize>(), ns.len());
             assert_eq!(e.batch(&ns)[1234], fib(101_234));
@@ -1044,16 +1091,16 @@ mod tests {
         let want: Vec<String> = ns.iter().map(|&n| fib(n).to_string()).collect();
         assert_eq!(text(&e.batch_decimal(&ns)), want);
         // Above a cached decimal run: a step; further up: a jump; both exact.
-        let keys = e.decimal.cached_keys();
+        let keys = e.planner::<DecNat>().cached_keys();
         assert!(keys.contains(&50_299), "{keys:?}");
         assert!(matches!(
-            e.decimal.resolve_start(50_320, &keys),
+            e.planner::<DecNat>().resolve_start(50_320, &keys),
             Start::Step { m: 50_299 }
         ));
         let _ = e.get_decimal(1_000_000);
-        let keys = e.decimal.cached_keys();
+        let keys = e.planner::<DecNat>().cached_keys();
         assert!(matches!(
-            e.decimal.resolve_start(1_005_000, &keys),
+            e.planner::<DecNat>().resolve_start(1_005_000, &keys),
             Start::Jump { m: 1_000_000 }
         ));
         let before = e.cache_stats();
@@ -1063,8 +1110,64 @@ mod tests {
             assert_eq!(*g, fib(n).to_string(), "n = {n}");
         }
         assert!(e.cache_stats().hits > before.hits);
-        // The two representations keep separate caches.
-        assert!(e.binary.cached_keys().is_empty());
+        // The two number types share one cache but never each other's pairs.
+        assert!(e.planner::<BigUint>().cached_keys().is_empty());
+        assert!(e.cached_pair::<BigUint>(50_299).is_none());
+    }
+
+    #[test]
+    fn both_number_types_share_one_budget() {
+        // Regression: each type had a cache of the full budget, so the engine could hold twice
+        // what the user allowed.
+        let budget = 200_000;
+        let e = Fibonacci::builder()
+            .threads(2)
+            .cache_bytes(budget)
+            .build()
+            .unwrap();
+        // The largest pair here weighs about 75 kB: the cache may pass its budget by one entry
+        // for a moment, before it evicts.
+        let largest = 2 * (crate::fib::value_bytes(420_000) as usize + 64);
+        for n in (0..40u64).map(|i| 100_000 + i * 7_919) {
+            let _ = e.get(n);
+            let _ = e.get_decimal(n);
+            let stats = e.cache_stats();
+            assert!(stats.bytes <= budget, "n = {n}: {stats:?}");
+        }
+        let stats = e.cache_stats();
+        assert!(stats.peak_bytes <= budget + largest, "{stats:?}");
+        assert!(stats.evictions > 0, "{stats:?}");
+        // Both types live in it side by side.
+        let last = 100_000 + 39 * 7_919;
+        let _ = e.pair(90_000);
+        assert!(e.cached_pair::<BigUint>(90_000).is_some());
+        assert!(e.cached_pair::<DecNat>(last).is_some());
+        assert!(e.cached_pair::<DecNat>(90_000).is_none());
+    }
+
+    #[test]
+    fn tuned_sets_the_run_length_by_estimated_work() {
+        // Regression: the planner ignored Tuned, so `--granularity tuned:2ms` was `auto`.
+        let ns: Vec<u64> = (100_000..102_000).collect();
+        let runs = |g| {
+            let e = Fibonacci::builder()
+                .threads(2)
+                .granularity(g)
+                .build()
+                .unwrap();
+            e.planner::<BigUint>().plan(&ns, 2, g).len()
+        };
+        let fine = runs(Granularity::Tuned(std::time::Duration::from_micros(100)));
+        let coarse = runs(Granularity::Tuned(std::time::Duration::from_millis(5)));
+        let auto = runs(Granularity::Auto);
+        assert!(fine > coarse * 4, "fine {fine}, coarse {coarse}");
+        assert!(fine != auto || coarse != auto, "Tuned plans like Auto");
+        let e = Fibonacci::builder()
+            .threads(2)
+            .granularity(Granularity::Tuned(std::time::Duration::from_micros(100)))
+            .build()
+            .unwrap();
+        assert_eq!(e.batch(&ns)[777], fib(100_777));
     }
 
     #[test]

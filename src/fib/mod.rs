@@ -1,10 +1,17 @@
-//! Exact Fibonacci numbers: F(n) as a [`BigUint`] by fast doubling with parallel products, a
-//! machine-word fast path, F(n) mod m without the big number, and the [`Fibonacci`] engine that
-//! plans batches around a shared cache.
+//! Exact Fibonacci numbers, over two number types: F(n) by fast doubling with parallel
+//! products in num-bigint's [`BigUint`] or in base 10^19 ([`DecNat`](crate::decimal::DecNat),
+//! whose text is a linear copy), a machine-word fast path, F(n) mod m without the big number,
+//! and the [`Fibonacci`] engine that plans batches around a shared cache.
+//!
+//! This module sits above the number types: [`FibNumber`] says what fast doubling, stepping
+//! and the addition formula need from a number, and everything here (doubling, jumps, steps,
+//! the planner, `batch_map`) is written once over it. [`decimal`](crate::decimal) is a number
+//! type that knows no Fibonacci.
 //!
 //! # How to use
 //!
-//! - One value: [`fib`] (or [`fib_pair`] for (F(n), F(n+1))).
+//! - One value: [`fib`] (or [`fib_pair`] for (F(n), F(n+1))); in base 10^19,
+//!   [`fib_in::<DecNat>`](fib_in) and [`fib_pair_in`].
 //! - Many values, or values over time: a [`Fibonacci`] engine, whose [`Fibonacci::batch`]
 //!   reuses earlier results and spreads the work over its threads.
 //! - Only some digits: [`fib_mod`], [`last_digits`] and [`digit_count`] never build F(n), so
@@ -15,24 +22,45 @@
 //! can refuse an input up front.
 
 mod cost;
-mod decimal;
 mod digits;
 mod doubling;
 mod engine;
 mod modular;
+mod number;
+mod parallel;
 mod small;
+mod steps;
 mod tuning;
 
 use num_bigint::BigUint;
 
-pub use decimal::to_decimal;
 pub use digits::{WORKING_COPIES, bit_estimate, digit_count, value_bytes, working_bytes};
 pub use engine::{
     BuildError, Cancelled, DEFAULT_CACHE_BYTES, DecimalPair, Fibonacci, FibonacciBuilder, MAX_N,
 };
 pub use modular::{advance_mod, fib_mod, fib_pair_mod, fib_pair_mod_pow10, last_digits, zero_pad};
+pub use number::FibNumber;
 pub use small::{MAX_N as U128_MAX_N, fib_u128};
+pub use steps::{fib_mod_batch, for_each_in};
 pub use tuning::{Thresholds, set_thresholds, thresholds};
+
+/// How far apart two inputs may be for the later one to be reached from the earlier by
+/// additions (one per step) rather than by a fresh computation: 64.
+///
+/// Every stepping walk in the crate uses it: [`for_each_in`], [`fib_mod_batch`], the
+/// [`Fibonacci`] engine's planner (which also weighs steps against a fresh start or the
+/// addition formula by its cost model) and [`sequence_costs`].
+///
+/// # Examples
+///
+/// ```
+/// use parkit::fib::{STEP_GAP, sequence_costs};
+///
+/// let near = sequence_costs(&[1_000_000, 1_000_000 + STEP_GAP])[1];
+/// let far = sequence_costs(&[1_000_000, 1_000_000 + STEP_GAP + 1])[1];
+/// assert!(near * 10.0 < far);
+/// ```
+pub const STEP_GAP: u64 = 64;
 
 /// F(n), exactly.
 ///
@@ -62,6 +90,74 @@ pub fn fib(n: u64) -> BigUint {
     doubling::fib(n)
 }
 
+/// F(n), exactly, in the number type `N`: [`fib`] for [`BigUint`], and for
+/// [`DecNat`](crate::decimal::DecNat) F(n) in base 10^19, whose text is a linear copy.
+///
+/// One fast doubling for every type (see [`FibNumber`]): from the machine-word table, two
+/// squarings per bit of n (under `rayon::join` where the type says so), the last step a
+/// single product; big products are parallel inside, on the current rayon pool.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::decimal::DecNat;
+/// use parkit::fib::{fib, fib_in};
+///
+/// let d: DecNat = fib_in(10_001);
+/// assert_eq!(d.to_string(), fib(10_001).to_string());
+/// // Cassini in base 10^19: F(n-1) F(n+1) - F(n)^2 = (-1)^n
+/// let n = 10_001;
+/// assert_eq!(&fib_in::<DecNat>(n - 1) * &fib_in::<DecNat>(n + 1) + 1, d.square());
+/// ```
+#[must_use]
+pub fn fib_in<N: FibNumber>(n: u64) -> N {
+    doubling::fib(n)
+}
+
+/// The pair (F(n), F(n+1)) in the number type `N`.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::decimal::DecNat;
+/// use parkit::fib::{fib, fib_pair_in};
+///
+/// let (a, b) = fib_pair_in::<DecNat>(1000);
+/// assert_eq!((a.to_string(), b.to_string()), (fib(1000).to_string(), fib(1001).to_string()));
+/// ```
+///
+/// # Panics
+///
+/// Panics if `n` is `u64::MAX` (F(n+1) has no index), as well as on memory exhaustion.
+#[must_use]
+pub fn fib_pair_in<N: FibNumber>(n: u64) -> (N, N) {
+    doubling::fib_pair(n)
+}
+
+/// The pair (F(n), F(n+1)) as [`fib_pair_in`] computes it, or `None` when `cancelled()`
+/// returns `true`: it is asked between two doubling steps, so a computation stops within one
+/// step (the last and largest takes about half of the whole time).
+///
+/// # Examples
+///
+/// ```
+/// use parkit::decimal::DecNat;
+/// use parkit::fib::{fib_pair_in, fib_pair_until};
+///
+/// assert_eq!(fib_pair_until::<DecNat>(5000, &|| false), Some(fib_pair_in(5000)));
+/// assert_eq!(fib_pair_until::<DecNat>(5000, &|| true), None);
+/// // Small n are a table look-up, with no step to stop between.
+/// assert_eq!(fib_pair_until::<DecNat>(10, &|| true), Some(fib_pair_in(10)));
+/// ```
+///
+/// # Panics
+///
+/// As [`fib_pair_in`]: if `n` is `u64::MAX`, and on memory exhaustion.
+#[must_use]
+pub fn fib_pair_until<N: FibNumber>(n: u64, cancelled: &dyn Fn() -> bool) -> Option<(N, N)> {
+    doubling::fib_pair_until(n, cancelled)
+}
+
 /// The pair (F(n), F(n+1)): the start of a run that continues by additions.
 ///
 /// # Examples
@@ -79,12 +175,11 @@ pub fn fib(n: u64) -> BigUint {
 /// Panics if `n` is `u64::MAX` (F(n+1) has no index), as well as on memory exhaustion.
 #[must_use]
 pub fn fib_pair(n: u64) -> (BigUint, BigUint) {
-    assert!(n < u64::MAX, "fib_pair: n + 1 overflows u64");
     doubling::fib_pair(n)
 }
 
 /// Estimated cost, in nanoseconds on one core, of each F(n) of `ns` computed in this order: a
-/// value at most 64 past the previous one is reached by additions, any other by a fresh fast
+/// value at most [`STEP_GAP`] past the previous one is reached by additions, any other by a fresh fast
 /// doubling. The planner's cost model (fitted on the development machine; only ratios matter).
 ///
 /// For cutting a sequence of inputs into pieces of equal work, with

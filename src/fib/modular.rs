@@ -109,7 +109,7 @@ pub fn last_digits(n: u64, k: u32) -> String {
     }
     if u64::from(k) >= digits::digit_count(n) {
         // All of F(n): computed in base 10^19, whose text is a linear copy.
-        return crate::decimal::fib(n).to_string();
+        return super::fib_in::<crate::decimal::DecNat>(n).to_string();
     }
     let text = if k <= 19 {
         fib_mod(n, 10u64.pow(k)).to_string()

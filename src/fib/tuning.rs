@@ -20,8 +20,6 @@ pub struct Thresholds {
     pub join_bits: u64,
     /// One product is cut into three parallel half-size products from this size.
     pub split_bits: u64,
-    /// Decimal conversion splits the number and converts the halves in parallel from this size.
-    pub decimal_bits: u64,
 }
 
 impl Thresholds {
@@ -29,7 +27,6 @@ impl Thresholds {
     pub const DEFAULT: Thresholds = Thresholds {
         join_bits: 1 << 13,
         split_bits: 1 << 18,
-        decimal_bits: 1 << 18,
     };
 }
 
@@ -41,7 +38,6 @@ impl Default for Thresholds {
 
 static JOIN: AtomicU64 = AtomicU64::new(Thresholds::DEFAULT.join_bits);
 static SPLIT: AtomicU64 = AtomicU64::new(Thresholds::DEFAULT.split_bits);
-static DECIMAL: AtomicU64 = AtomicU64::new(Thresholds::DEFAULT.decimal_bits);
 
 /// The thresholds in force.
 ///
@@ -56,7 +52,6 @@ pub fn thresholds() -> Thresholds {
     Thresholds {
         join_bits: JOIN.load(Relaxed),
         split_bits: SPLIT.load(Relaxed),
-        decimal_bits: DECIMAL.load(Relaxed),
     }
 }
 
@@ -73,14 +68,13 @@ pub fn thresholds() -> Thresholds {
 /// let before = thresholds();
 /// let want = fib(300_000);
 /// // Everything parallel from the smallest sizes: slower, same value.
-/// set_thresholds(Thresholds { join_bits: 64, split_bits: 1 << 12, decimal_bits: 1 << 12 });
+/// set_thresholds(Thresholds { join_bits: 64, split_bits: 1 << 12 });
 /// assert_eq!(fib(300_000), want);
 /// set_thresholds(before);
 /// ```
 pub fn set_thresholds(t: Thresholds) {
     JOIN.store(t.join_bits, Relaxed);
     SPLIT.store(t.split_bits, Relaxed);
-    DECIMAL.store(t.decimal_bits, Relaxed);
 }
 
 pub(crate) fn join_bits() -> u64 {
@@ -89,8 +83,4 @@ pub(crate) fn join_bits() -> u64 {
 
 pub(crate) fn split_bits() -> u64 {
     SPLIT.load(Relaxed)
-}
-
-pub(crate) fn decimal_bits() -> u64 {
-    DECIMAL.load(Relaxed)
 }

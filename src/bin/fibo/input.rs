@@ -26,7 +26,9 @@ pub enum Item {
 }
 
 impl Item {
-    /// How many n this item yields; saturates at `u64::MAX` for `0..=u64::MAX`.
+    /// How many n this item yields; saturates at `u64::MAX` for `0..=u64::MAX`. Never 0: a
+    /// range holds `first..=last` with `first <= last`, so there is no `is_empty`.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         match *self {
             Item::Single(_) => 1,

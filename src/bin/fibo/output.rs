@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use num_bigint::BigUint;
-use parkit::decimal::{self, DecNat};
+use parkit::decimal::DecNat;
 use parkit::fib::{self, Fibonacci};
 
 /// The line format (`--format`).
@@ -124,8 +124,8 @@ impl Printer {
                 }
             }
             What::Value => {
-                let lines = engine.batch_map(ns, |n, v| {
-                    let text = fib::to_decimal(v);
+                let lines = engine.batch_map(ns, |n, v: &BigUint| {
+                    let text = DecNat::from(v).to_string();
                     let mut line = Vec::with_capacity(text.len() + 48);
                     self.line(&mut line, n, text.len() as u64, &text);
                     line
@@ -142,11 +142,18 @@ impl Printer {
                 }
             }
             What::Mod(m) => {
-                for_each_residue(ns, m, |n, r| {
+                for (&n, r) in ns.iter().zip(fib::fib_mod_batch(ns, m)) {
                     self.line(&mut out, n, 0, &r.to_string());
-                });
+                }
             }
-            What::Last(k) => self.render_last(engine, &mut out, ns, k),
+            What::Last(k) => {
+                // Values with at most K digits are whole, computed by the decimal planner
+                // (runs of neighbours by additions, in parallel), never in binary then
+                // converted; the others are residues mod 10^K.
+                for (&n, text) in ns.iter().zip(engine.last_digits_batch(ns, k)) {
+                    self.line(&mut out, n, fib::digit_count(n), &text);
+                }
+            }
         }
         out
     }
@@ -164,7 +171,7 @@ impl Printer {
     /// straight into each line.
     fn render_decimal(&self, engine: &Fibonacci, ns: &[u64]) -> Vec<u8> {
         let format = self.format;
-        let lines = engine.batch_map_decimal(ns, |n, v| {
+        let lines = engine.batch_map(ns, |n, v: &DecNat| {
             let digits = v.digit_count();
             let mut line = Vec::with_capacity(digits as usize + 48);
             // Writing into a Vec cannot fail.
@@ -192,23 +199,11 @@ impl Printer {
         out
     }
 
-    /// Small full values in base 10^19, on this thread: runs of close values by additions from
-    /// one fast doubling pair, the digits copied straight into the output. For values this
+    /// Small full values in base 10^19, on this thread ([`fib::for_each_in`]: runs of close
+    /// values by additions), the digits copied straight into the output. For values this
     /// small the planner's per-value line buffer costs more than it saves.
     fn render_decimal_steps(&self, out: &mut Vec<u8>, ns: &[u64]) {
-        let mut run: Option<(u64, (DecNat, DecNat))> = None;
-        for &n in ns {
-            let pair = match run.take() {
-                Some((prev, mut p)) if prev <= n && n - prev <= 64 => {
-                    for _ in prev..n {
-                        let next = &p.0 + &p.1;
-                        p.0 = std::mem::replace(&mut p.1, next);
-                    }
-                    p
-                }
-                _ => decimal::fib_pair(n),
-            };
-            let v = &pair.0;
+        fib::for_each_in(ns, |n, v: &DecNat| {
             // Writing into a Vec cannot fail.
             let _ = match self.format {
                 Format::Value => Ok(()),
@@ -221,82 +216,7 @@ impl Printer {
             } else {
                 b"\n"
             });
-            run = Some((n, pair));
-        }
-    }
-
-    fn render_last(&self, engine: &Fibonacci, out: &mut Vec<u8>, ns: &[u64], k: u32) {
-        let width = k as usize;
-        let emit = |out: &mut Vec<u8>, n: u64, text: &str| {
-            self.line(out, n, fib::digit_count(n), text);
-        };
-        // Where K covers all of F(n), the line is F(n) in full: computed by the decimal planner
-        // (runs of neighbours by additions, in parallel), never in binary then converted.
-        let short: Vec<u64> = ns
-            .iter()
-            .copied()
-            .filter(|&n| u64::from(k) >= fib::digit_count(n))
-            .collect();
-        let mut full = if short.is_empty() {
-            Vec::new()
-        } else {
-            engine.batch_map_decimal(&short, |_, v| v.to_string())
-        }
-        .into_iter();
-        if k <= 19 {
-            let m = 10u64.pow(k);
-            for_each_residue(ns, m, |n, r| {
-                if u64::from(k) >= fib::digit_count(n) {
-                    let text = full.next().expect("one value per short n");
-                    emit(out, n, &text);
-                } else {
-                    emit(out, n, &format!("{r:0width$}"));
-                }
-            });
-            return;
-        }
-        // 10^K itself costs seconds for K = 10^7: built only for a value longer than K.
-        let mut m: Option<BigUint> = None;
-        let mut run: Option<(u64, (BigUint, BigUint))> = None;
-        for &n in ns {
-            if u64::from(k) >= fib::digit_count(n) {
-                let text = full.next().expect("one value per short n");
-                emit(out, n, &text);
-                continue;
-            }
-            let m = m.get_or_insert_with(|| BigUint::from(10u32).pow(k));
-            let pair = match run.take() {
-                Some((prev, mut p)) if prev < n && n - prev <= 64 => {
-                    for _ in prev..n {
-                        let s = (&p.0 + &p.1) % &*m;
-                        p = (std::mem::take(&mut p.1), s);
-                    }
-                    p
-                }
-                _ => fib::fib_pair_mod_pow10(n, k),
-            };
-            emit(out, n, &fib::zero_pad(pair.0.to_string(), width));
-            run = Some((n, pair));
-        }
-    }
-}
-
-/// Calls `f(n, F(n) mod m)` for each n, stepping by additions through consecutive values.
-fn for_each_residue(ns: &[u64], m: u64, mut f: impl FnMut(u64, u64)) {
-    let mut run: Option<(u64, (u64, u64))> = None;
-    for &n in ns {
-        let pair = match run {
-            Some((prev, p)) if prev < n && n - prev <= 64 => {
-                let mut p = p;
-                for _ in prev..n {
-                    p = fib::advance_mod(p, m);
-                }
-                p
-            }
-            _ => fib::fib_pair_mod(n, m),
-        };
-        f(n, pair.0);
-        run = Some((n, pair));
+        });
     }
 }
 

@@ -279,7 +279,7 @@ impl Hub {
     /// shared cache, by every instance). Waits off the async threads; gives up after the
     /// timeout.
     pub async fn pair(self: &Arc<Self>, n: u64) -> Result<(DecimalPair, Source), ApiError> {
-        if let Some(p) = self.engine.cached_decimal_pair(n) {
+        if let Some(p) = self.engine.cached_pair(n) {
             self.count(Source::Hit);
             return Ok((p, Source::Hit));
         }
@@ -323,7 +323,7 @@ impl Hub {
             match tokio::runtime::Handle::current().block_on(off.pair(n, cancelled)) {
                 Ok(pair) => {
                     let pair = Arc::new(pair);
-                    self.engine.insert_decimal_pair(n, Arc::clone(&pair));
+                    self.engine.insert_pair(n, Arc::clone(&pair));
                     return Some(pair);
                 }
                 Err(_) if cancelled.load(Ordering::Relaxed) => return None,
@@ -337,7 +337,7 @@ impl Hub {
             }
         }
         self.engine
-            .try_decimal_pair(n, &|| cancelled.load(Ordering::Relaxed))
+            .try_pair(n, &|| cancelled.load(Ordering::Relaxed))
             .ok()
     }
 

@@ -668,7 +668,7 @@ mod tests {
 
     #[test]
     fn folded_values_keep_their_true_ends() {
-        let v = parkit::decimal::fib(5000);
+        let v = parkit::fib::fib_in::<parkit::decimal::DecNat>(5000);
         let s = v.to_string();
         for k in [1, 19, 20, 40] {
             let (h, t) = head_tail(&v, k);
@@ -702,7 +702,7 @@ mod tests {
         // Several chunks, a chunk boundary at the end, and one limb.
         for n in [0u64, 10, 1_000_000, 1_260_000] {
             for format in [Format::Value, Format::Tsv, Format::Json] {
-                let pair = Arc::new(parkit::decimal::fib_pair(n));
+                let pair = Arc::new(parkit::fib::fib_pair_in::<parkit::decimal::DecNat>(n));
                 let body = value_stream(&hub, format, n, pair, hub.reserve(1).unwrap());
                 let got = body.collect().await.unwrap().to_bytes();
                 let cli = Printer {
@@ -725,7 +725,13 @@ mod tests {
         for n in [0u64, 5, 186, 187, 1000, 40_000] {
             for format in [Format::Value, Format::Tsv, Format::Json] {
                 let mut mine = Vec::new();
-                write_value(&mut mine, format, n, &parkit::decimal::fib(n)).unwrap();
+                write_value(
+                    &mut mine,
+                    format,
+                    n,
+                    &parkit::fib::fib_in::<parkit::decimal::DecNat>(n),
+                )
+                .unwrap();
                 let cli = Printer {
                     format,
                     what: What::Value,

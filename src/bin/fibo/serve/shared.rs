@@ -488,7 +488,7 @@ async fn find_or_compute(
         }
         match shared.fetch(n).await {
             Found::Pair(p) => {
-                hub.engine.insert_decimal_pair(n, Arc::clone(&p));
+                hub.engine.insert_pair(n, Arc::clone(&p));
                 return (Ok((p, Source::Redis)), claimed.map(|r| (r, None)));
             }
             Found::Down => break,
@@ -543,7 +543,10 @@ mod tests {
     #[test]
     fn encoding_round_trips_and_refuses_the_wrong_key() {
         for n in [30_000u64, 123_457, 1_000_000] {
-            let p = (parkit::decimal::fib(n), parkit::decimal::fib(n + 1));
+            let p = (
+                parkit::fib::fib_in::<parkit::decimal::DecNat>(n),
+                parkit::fib::fib_in::<parkit::decimal::DecNat>(n + 1),
+            );
             let bytes = encode(&p);
             assert_eq!(bytes.len() as u64, encoded_len(n));
             let back = decode(n, &bytes).expect("decodes");
@@ -565,7 +568,10 @@ mod tests {
     #[ignore = "a measurement"]
     fn encoding_speed() {
         let n = 37_000_000; // 6.5 MB encoded
-        let p = (parkit::decimal::fib(n), parkit::decimal::fib(n + 1));
+        let p = (
+            parkit::fib::fib_in::<parkit::decimal::DecNat>(n),
+            parkit::fib::fib_in::<parkit::decimal::DecNat>(n + 1),
+        );
         let bytes = encode(&p);
         let text = format!("{} {}", p.0, p.1);
         let t = Instant::now();

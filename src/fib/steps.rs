@@ -1,0 +1,198 @@
+//! Walking a list of inputs in order on one thread: each value is reached from the one before
+//! by additions when it is at most [`STEP_GAP`] past it, from scratch otherwise. Written once
+//! over a small `Walk` trait, for full values in any [`FibNumber`] type, residues mod a word,
+//! and residues mod `10^k`.
+
+use num_bigint::BigUint;
+
+use super::number::FibNumber;
+use super::{STEP_GAP, doubling, modular};
+
+/// A kind of pair the walk carries: (F(m), F(m+1)) in some form.
+trait Walk {
+    type Pair;
+    /// The pair at `n`, from scratch.
+    fn fresh(&self, n: u64) -> Self::Pair;
+    /// The pair one further on.
+    fn advance(&self, pair: &mut Self::Pair);
+}
+
+/// Calls `f(n, &pair)` for every n of `ns` in order.
+fn walk<W: Walk>(w: &W, ns: &[u64], mut f: impl FnMut(u64, &W::Pair)) {
+    let mut run: Option<(u64, W::Pair)> = None;
+    for &n in ns {
+        let pair = match run.take() {
+            Some((prev, mut p)) if prev <= n && n - prev <= STEP_GAP => {
+                for _ in prev..n {
+                    w.advance(&mut p);
+                }
+                p
+            }
+            _ => w.fresh(n),
+        };
+        f(n, &pair);
+        run = Some((n, pair));
+    }
+}
+
+/// Full values in `N`.
+struct Full<N>(std::marker::PhantomData<N>);
+
+impl<N: FibNumber> Walk for Full<N> {
+    type Pair = (N, N);
+    fn fresh(&self, n: u64) -> (N, N) {
+        doubling::fib_pair(n)
+    }
+    fn advance(&self, pair: &mut (N, N)) {
+        doubling::advance(pair);
+    }
+}
+
+/// Residues modulo a word.
+struct Word(u64);
+
+impl Walk for Word {
+    type Pair = (u64, u64);
+    fn fresh(&self, n: u64) -> (u64, u64) {
+        modular::fib_pair_mod(n, self.0)
+    }
+    fn advance(&self, pair: &mut (u64, u64)) {
+        *pair = modular::advance_mod(*pair, self.0);
+    }
+}
+
+/// Residues modulo `10^k`, as big numbers.
+struct Pow10 {
+    k: u32,
+    m: BigUint,
+}
+
+impl Walk for Pow10 {
+    type Pair = (BigUint, BigUint);
+    fn fresh(&self, n: u64) -> (BigUint, BigUint) {
+        modular::fib_pair_mod_pow10(n, self.k)
+    }
+    fn advance(&self, pair: &mut (BigUint, BigUint)) {
+        let s = (&pair.0 + &pair.1) % &self.m;
+        pair.0 = std::mem::replace(&mut pair.1, s);
+    }
+}
+
+/// Calls `f(n, &F(n))` for every n of `ns`, in order, on this thread, F(n) in the number type
+/// `N`: a value at most [`STEP_GAP`] past the one before is reached by additions, any other by
+/// a fresh fast doubling. For many small values, where a trip through the
+/// [`Fibonacci`](super::Fibonacci) engine's pool and cache costs more than the arithmetic.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::decimal::DecNat;
+/// use parkit::fib::{fib, for_each_in};
+///
+/// let mut text = String::new();
+/// for_each_in(&[10, 11, 12, 500, 10], |n, v: &DecNat| text += &format!("{n}:{v} "));
+/// assert_eq!(text, format!("10:55 11:89 12:144 500:{} 10:55 ", fib(500)));
+/// ```
+pub fn for_each_in<N: FibNumber>(ns: &[u64], mut f: impl FnMut(u64, &N)) {
+    walk(&Full::<N>(std::marker::PhantomData), ns, |n, p| f(n, &p.0));
+}
+
+/// F(n) mod `m` for every n of `ns`, in input order, stepping through close values as
+/// [`for_each_in`] does; each residue costs O(log n) word operations at most.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::fib::{fib_mod, fib_mod_batch};
+///
+/// let ns = [10u64, 11, 1_000_000_000_000, 12];
+/// let want: Vec<u64> = ns.iter().map(|&n| fib_mod(n, 1_000_007)).collect();
+/// assert_eq!(fib_mod_batch(&ns, 1_000_007), want);
+/// assert_eq!(fib_mod_batch(&[10], 7), [55 % 7]);
+/// ```
+///
+/// # Panics
+///
+/// If `m` is 0.
+#[must_use]
+pub fn fib_mod_batch(ns: &[u64], m: u64) -> Vec<u64> {
+    assert!(m > 0, "fib_mod_batch: the modulus must be at least 1");
+    let mut out = Vec::with_capacity(ns.len());
+    walk(&Word(m), ns, |_, p| out.push(p.0));
+    out
+}
+
+/// The last `k` digits of F(n), leading zeros kept, for every n of `ns` whose F(n) has more
+/// than `k` digits; `f(n, text)` is called for those, in order, stepping through close values
+/// (residues mod `10^k`). Values with at most `k` digits are skipped: they are whole values,
+/// which the [`Fibonacci`](super::Fibonacci) engine computes faster.
+pub(crate) fn for_each_last_digits(ns: &[u64], k: u32, mut f: impl FnMut(u64, String)) {
+    let width = k as usize;
+    let long: Vec<u64> = ns
+        .iter()
+        .copied()
+        .filter(|&n| u64::from(k) < super::digit_count(n))
+        .collect();
+    if k <= 19 {
+        walk(&Word(10u64.pow(k)), &long, |n, p| {
+            f(n, modular::zero_pad(p.0.to_string(), width));
+        });
+    } else {
+        // 10^k itself costs seconds for k = 10^7: built only when a value is longer than k.
+        if long.is_empty() {
+            return;
+        }
+        let w = Pow10 {
+            k,
+            m: BigUint::from(10u32).pow(k),
+        };
+        walk(&w, &long, |n, p| {
+            f(n, modular::zero_pad(p.0.to_string(), width));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decimal::DecNat;
+    use crate::fib::{fib, last_digits};
+
+    #[test]
+    fn walks_equal_fresh_computations() {
+        let ns = [0u64, 5, 5, 69, 70, 200, 199, 263, 264, 1000, 1064, 1065, 3];
+        let mut seen = Vec::new();
+        for_each_in(&ns, |n, v: &BigUint| seen.push((n, v.clone())));
+        let want: Vec<(u64, BigUint)> = ns.iter().map(|&n| (n, fib(n))).collect();
+        assert_eq!(seen, want);
+        let mut text = Vec::new();
+        for_each_in(&ns, |_, v: &DecNat| text.push(v.to_string()));
+        assert_eq!(
+            text,
+            ns.iter().map(|&n| fib(n).to_string()).collect::<Vec<_>>()
+        );
+        for m in [1u64, 2, 10, 1_000_000_007, u64::MAX] {
+            let got = fib_mod_batch(&ns, m);
+            let want: Vec<u64> = ns
+                .iter()
+                .map(|&n| u64::try_from(fib(n) % m).unwrap())
+                .collect();
+            assert_eq!(got, want, "m = {m}");
+        }
+    }
+
+    #[test]
+    fn last_digits_walk_matches_last_digits_and_skips_short_values() {
+        let ns = [3u64, 500, 501, 540, 2000, 10, 2001];
+        for k in [1u32, 5, 19, 20, 60] {
+            let mut got = Vec::new();
+            for_each_last_digits(&ns, k, |n, t| got.push((n, t)));
+            let want: Vec<(u64, String)> = ns
+                .iter()
+                .filter(|&&n| u64::from(k) < crate::fib::digit_count(n))
+                .map(|&n| (n, last_digits(n, k)))
+                .collect();
+            assert_eq!(got, want, "k = {k}");
+        }
+    }
+}
