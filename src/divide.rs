@@ -156,7 +156,7 @@ where
         }
         Granularity::Auto => total / (8 * threads),
         // `MinLen(n)` and `ChunkSize(n)`: n; `Chunks(k)`: total / k, rounded up.
-        g => g.task_len(total, threads).unwrap_or(total),
+        g => g.task_len(total).unwrap_or(total),
     };
     ops.run(problem, cutoff.max(1))
 }
