@@ -125,6 +125,11 @@ use crate::granularity::{Granularity, Sample};
 /// `rayon::join` propagates it: the other half of that `join` still runs to completion, then
 /// the panic resumes on the thread that called `join`, level by level, up to the caller of
 /// `divide`. When both halves panic, the first one's panic is raised.
+///
+/// # Locking
+///
+/// Takes no lock. The calling thread waits in `rayon::join` until the whole problem is solved:
+/// a caller off the pool blocks, a worker of the pool takes part in the work meanwhile.
 pub fn divide<P, R, Z, S, V, C>(
     problem: P,
     granularity: Granularity,
