@@ -10,8 +10,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
-use parkit::decompose::par_map;
+use parkit::decompose::GranularityExt;
 use parkit::granularity::Granularity;
+use rayon::prelude::*;
 
 /// About one nanosecond's worth of dependent arithmetic per step, opaque to the optimiser.
 fn spin(steps: u64, seed: u64) -> u64 {
@@ -69,7 +70,13 @@ fn map_by_cost(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(1));
         for policy in granularities(threads) {
             g.bench_function(BenchmarkId::from_parameter(policy), |b| {
-                b.iter(|| par_map(black_box(&seeds), policy, |&s| spin(steps, s)));
+                b.iter(|| {
+                    black_box(&seeds)
+                        .par_iter()
+                        .map(|&s| spin(steps, s))
+                        .with_granularity(policy)
+                        .collect::<Vec<_>>()
+                });
             });
         }
         g.finish();

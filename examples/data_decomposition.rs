@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use parkit::decompose::{par_map_reduce, par_map_reduce_range};
+use parkit::decompose::{GranularityExt, par_range};
 use parkit::granularity::Granularity;
+use rayon::prelude::*;
 
 /// The best wall time of `reps` runs (the least disturbed by other work), and the last result.
 fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
@@ -68,13 +69,11 @@ fn main() {
     let mut base = Duration::ZERO;
     for g in policies(threads) {
         let (t, total) = time(5, || {
-            par_map_reduce(
-                &numbers,
-                g,
-                |&n| u64::from(digits(n * n)),
-                || 0,
-                |a, b| a + b,
-            )
+            numbers
+                .par_iter()
+                .with_granularity(g)
+                .map(|&n| u64::from(digits(n * n)))
+                .reduce(|| 0, |a, b| a + b)
         });
         assert_eq!(total, expect, "{g}");
         if g == Granularity::Sequential {
@@ -89,7 +88,10 @@ fn main() {
     let mut count = 0;
     for g in policies(threads) {
         let (t, primes) = time(5, || {
-            par_map_reduce_range(0..end, g, |n| u32::from(is_prime(n)), || 0, |a, b| a + b)
+            par_range(0..end)
+                .with_granularity(g)
+                .map(|n| u32::from(is_prime(n)))
+                .reduce(|| 0, |a, b| a + b)
         });
         if g == Granularity::Sequential {
             base = t;

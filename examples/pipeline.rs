@@ -127,9 +127,9 @@ fn main() -> Result<(), PipelineError> {
         }
     }
     println!(
-        "\nDefault queues hold 2 x workers items, so nearly every hand-over wakes a sleeping \
-         thread, which costs about as much as a whole item here; queues of 256 let each thread \
-         run in long bursts."
+        "\nDefault queues hold max(2 x workers, 64) items. A hand-over through an empty or \
+         full queue wakes a sleeping thread, which costs about as much as a whole item here; \
+         bigger queues make such hand-overs rarer and let each thread run in longer bursts."
     );
     if let Some(report) = last {
         println!("\nReport for \"fib x2, queues of 256\":\n{report}");

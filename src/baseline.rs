@@ -77,12 +77,6 @@ impl<T> WorkQueue<T> {
 
     /// Adds an item and wakes one waiting worker.
     ///
-    /// Locking behaviour: takes the queue's lock briefly; never blocks for long.
-    ///
-    /// # Panics
-    ///
-    /// Panics if the queue was closed: pushing after the end of input is a bug.
-    ///
     /// # Examples
     ///
     /// ```
@@ -90,6 +84,14 @@ impl<T> WorkQueue<T> {
     /// q.push("a");
     /// assert_eq!(q.len(), 1);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics if the queue was closed: pushing after the end of input is a bug.
+    ///
+    /// # Locking
+    ///
+    /// Takes the queue's lock briefly; never blocks for long.
     pub fn push(&self, item: T) {
         let mut s = self.lock();
         assert!(!s.closed, "WorkQueue::push after close");
@@ -115,9 +117,6 @@ impl<T> WorkQueue<T> {
     /// The next item, waiting while the queue is empty and open; `None` once it is empty and
     /// closed.
     ///
-    /// Locking behaviour: blocks the calling thread on the condition variable. Call it from
-    /// threads of your own, never from rayon's workers (a blocked worker can stall the pool).
-    ///
     /// # Examples
     ///
     /// ```
@@ -130,6 +129,11 @@ impl<T> WorkQueue<T> {
     /// q.push(7);
     /// assert_eq!(t.join().unwrap(), Some(7));
     /// ```
+    ///
+    /// # Locking
+    ///
+    /// Blocks the calling thread on the condition variable. Call it from threads of your own, never
+    /// from rayon's workers (a blocked worker can stall the pool).
     pub fn pop(&self) -> Option<T> {
         let s = self.lock();
         let mut s = self
@@ -170,10 +174,6 @@ impl<T> WorkQueue<T> {
 /// until it is closed and empty. Returns, in input order, each result with the index of the
 /// worker that computed it.
 ///
-/// # Panics
-///
-/// Panics if `workers` is 0, or re-raises the first panic of `f` after all workers stopped.
-///
 /// # Examples
 ///
 /// ```
@@ -183,6 +183,15 @@ impl<T> WorkQueue<T> {
 /// assert_eq!(out.iter().map(|(_, r)| *r).collect::<Vec<_>>(), [20, 40, 60]);
 /// assert!(out.iter().all(|(w, _)| *w < 2));
 /// ```
+///
+/// # Panics
+///
+/// Panics if `workers` is 0, or re-raises the first panic of `f` after all workers stopped.
+///
+/// # Locking
+///
+/// Blocks the calling thread until every input is done: the workers are threads of their own
+/// and the caller pushes the inputs, so a call from a rayon worker ties up that worker.
 pub fn condvar_map<T, R, F>(inputs: Vec<T>, workers: usize, f: F) -> Vec<(usize, R)>
 where
     T: Send,
@@ -220,15 +229,19 @@ where
 /// The naive design: one thread per input. Fine for a handful of blocking inputs, wasteful
 /// for many CPU-bound ones (each thread costs a stack and a kernel schedule).
 ///
-/// # Panics
-///
-/// Re-raises the first panic of `f`.
-///
 /// # Examples
 ///
 /// ```
 /// assert_eq!(parkit::baseline::thread_per_input(vec![1, 2, 3], |x| x + 1), [2, 3, 4]);
 /// ```
+///
+/// # Panics
+///
+/// Re-raises the first panic of `f`.
+///
+/// # Locking
+///
+/// Blocks the calling thread until every thread has finished.
 pub fn thread_per_input<T, R, F>(inputs: Vec<T>, f: F) -> Vec<R>
 where
     T: Send,

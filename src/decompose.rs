@@ -1,38 +1,67 @@
-//! Data decomposition: map, for-each and map/reduce over slices and integer ranges, cut into
-//! tasks by a [`Granularity`].
+//! Data decomposition: the items of a slice, or the integers of a range, cut into tasks by a
+//! [`Granularity`], in rayon's own vocabulary.
 //!
 //! The job is split by its data: every item goes through the same function, items are grouped
 //! into tasks, and the tasks run on the current rayon pool (`pool.install(..)` chooses it).
 //! Results always equal the sequential ones, in input order, whatever the granularity and the
 //! number of threads.
 //!
-//! - Slices: [`par_map`], [`par_for_each`], [`par_map_reduce`].
-//! - Ranges of `u64`: [`par_map_range`], [`par_for_each_range`], [`par_map_reduce_range`].
-//! - Any indexed rayon iterator: [`GranularityExt::with_granularity`], the adaptor the
-//!   functions above are built on (`v.par_iter().map(f).with_granularity(g).collect()`).
-//! - Chunks of a slice: [`ParChunksBy::par_chunks_by`], for work that wants a whole chunk at a
-//!   time (one buffer per chunk, a vectorised kernel).
+//! - [`GranularityExt::with_granularity`]: an adaptor for any indexed rayon iterator that cuts
+//!   its work as the policy says: `items.par_iter().with_granularity(g).map(f).collect()`.
+//! - [`par_range`]: the integers of a `Range<u64>` as an indexed parallel iterator, so that
+//!   ranges take the adaptor too: `par_range(0..n).with_granularity(g).map(f).collect()`.
+//!   rayon's `(a..b).into_par_iter()` is indexed for `u32` and `usize` but not for `u64`
+//!   (a `u64` range may hold more than `usize::MAX` integers on 32-bit targets).
+//! - [`ParChunksBy::par_chunks_by`]: chunks of a slice, one task each, for work that wants a
+//!   whole chunk at a time (one buffer per chunk, a vectorised kernel).
+//!
+//! Everything else is rayon's: `map`, `for_each`, `reduce`, `sum`, `fold`, `collect`, ...
+//! (`use rayon::prelude::*`, or [`parkit::prelude`](crate::prelude) for this module's traits).
+//! After `with_granularity`, a `reduce` folds each task from `identity()` and combines the task
+//! results pairwise, left before right, so the grouping of `op` follows the task cuts: `op`
+//! must be associative and `identity()` its identity, but it need not be commutative, since
+//! the operands always keep the input order. With both conditions the result equals the
+//! sequential fold (exactly for integers; floating-point sums round differently under
+//! different cuts).
 //!
 //! # Examples
 //!
 //! ```
-//! use parkit::decompose::{par_map_reduce_range, par_map};
+//! use rayon::prelude::*;
+//! use parkit::decompose::{GranularityExt, par_range};
 //! use parkit::granularity::Granularity;
 //!
 //! // How many of 1..100_000 are prime, in tasks of about 50 µs each.
 //! let is_prime = |n: u64| n > 1 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
-//! let primes = par_map_reduce_range(
-//!     1..100_000,
-//!     Granularity::tuned(),
-//!     |n| u32::from(is_prime(n)),
-//!     || 0,
-//!     |a, b| a + b,
-//! );
+//! let primes: u32 = par_range(1..100_000)
+//!     .with_granularity(Granularity::tuned())
+//!     .map(|n| u32::from(is_prime(n)))
+//!     .sum();
 //! assert_eq!(primes, 9592);
 //!
-//! let squares = par_map(&[1, 2, 3], Granularity::ChunkSize(2), |x| x * x);
+//! // A slice, in tasks of two items.
+//! let squares: Vec<i32> = [1, 2, 3]
+//!     .par_iter()
+//!     .with_granularity(Granularity::ChunkSize(2))
+//!     .map(|x| x * x)
+//!     .collect();
 //! assert_eq!(squares, [1, 4, 9]);
+//!
+//! // String concatenation is associative but not commutative: the order is kept.
+//! let words = ["a", "b", "c", "d", "e"];
+//! let s = words
+//!     .par_iter()
+//!     .with_granularity(Granularity::ChunkSize(2))
+//!     .map(|w| w.to_string())
+//!     .reduce(String::new, |a, b| a + &b);
+//! assert_eq!(s, "abcde");
 //! ```
+//!
+//! # Panics
+//!
+//! A panic in a function given to the iterator is re-raised on the calling thread once the
+//! tasks running beside it have finished, as `rayon::join` does; when several panic, one of
+//! the panics is raised.
 //!
 //! # Design
 //!
@@ -55,8 +84,11 @@
 //! Adaptors that need a *producer* from their base instead (`zip`, `enumerate`, `chunks`, ...)
 //! get one with rayon's length hints: fixed cuts become `with_min_len(n).with_max_len(n)`,
 //! under which rayon's halving leaves tasks of `n` to `2n - 1` items, and `Tuned`, which has
-//! nothing to time at that point, becomes `Auto`. Put `with_granularity` last for the exact
-//! cut.
+//! nothing to time at that point, becomes `Auto`. Put `with_granularity` last, or below
+//! `map`-like adaptors only, for the exact cut.
+//!
+//! [`ParRange`] hands its work to rayon's indexed `usize` range, mapped to `start + i`, so it
+//! splits, collects and zips exactly as a rayon range does; it only gives that iterator a name.
 //!
 //! [`ChunksBy`] cannot measure work it does not run and must know its length before it starts,
 //! so its `Auto` and `Tuned` are fixed in advance: `4 × threads` chunks of about equal length,
@@ -73,223 +105,102 @@ use rayon::prelude::*;
 
 use crate::granularity::{Granularity, Sample};
 
-/// Maps every item of a slice through `f`, in parallel tasks cut by `granularity`; results in
-/// input order.
+/// The integers of `range` as an indexed parallel iterator, in increasing order.
 ///
-/// The same as `items.iter().map(f).collect()`, whatever the granularity and thread count.
-///
-/// # Examples
-///
-/// ```
-/// use parkit::decompose::par_map;
-/// use parkit::granularity::Granularity;
-///
-/// let words = ["alpha", "be", "gamma"];
-/// assert_eq!(par_map(&words, Granularity::Chunks(2), |w| w.len()), [5, 2, 5]);
-/// ```
-///
-/// # Panics
-///
-/// A panic in `f` is re-raised on the calling thread once the tasks running beside it have
-/// finished, as `rayon::join` does; when several panic, one of the panics is raised.
-pub fn par_map<T, R, F>(items: &[T], granularity: Granularity, f: F) -> Vec<R>
-where
-    T: Sync,
-    R: Send,
-    F: Fn(&T) -> R + Sync + Send,
-{
-    items
-        .par_iter()
-        .map(f)
-        .with_granularity(granularity)
-        .collect()
-}
-
-/// Calls `f` on every item of a slice, in parallel tasks cut by `granularity`.
-///
-/// Items within a task are visited in order; tasks run in any order, so `f` sees the items in
-/// an order that depends on the schedule (except under `Sequential`).
+/// The parallel `range.into_iter()`: an empty or reversed range has no items. Being indexed,
+/// it takes [`with_granularity`](GranularityExt::with_granularity), `zip`, `enumerate`,
+/// `collect` into a vector in place, and every other indexed adaptor, which rayon's own
+/// `(a..b).into_par_iter()` over `u64` does not.
 ///
 /// # Examples
 ///
 /// ```
-/// use std::sync::atomic::{AtomicU64, Ordering};
-/// use parkit::decompose::par_for_each;
+/// use rayon::prelude::*;
+/// use parkit::decompose::{GranularityExt, par_range};
 /// use parkit::granularity::Granularity;
 ///
-/// let total = AtomicU64::new(0);
-/// par_for_each(&[1, 2, 3, 4], Granularity::ChunkSize(1), |&x| {
-///     total.fetch_add(x, Ordering::Relaxed);
-/// });
-/// assert_eq!(total.into_inner(), 10);
-/// ```
-///
-/// # Panics
-///
-/// A panic in `f` is re-raised on the calling thread, as for [`par_map`].
-pub fn par_for_each<T, F>(items: &[T], granularity: Granularity, f: F)
-where
-    T: Sync,
-    F: Fn(&T) + Sync + Send,
-{
-    items.par_iter().with_granularity(granularity).for_each(f);
-}
-
-/// Maps every item of a slice through `map` and reduces the results with `reduce`, in parallel
-/// tasks cut by `granularity`.
-///
-/// Each task folds its items from `identity()`, then the task results are reduced pairwise,
-/// left before right, so the grouping of `reduce` follows the task cuts. `reduce` must
-/// therefore be associative and `identity()` its identity; it need not be commutative: the
-/// order of the operands is always the input order. With both conditions the result equals
-/// `items.iter().map(map).fold(identity(), reduce)` (exactly for integers; floating-point sums
-/// round differently under different cuts).
-///
-/// # Examples
-///
-/// ```
-/// use parkit::decompose::par_map_reduce;
-/// use parkit::granularity::Granularity;
-///
-/// // String concatenation is associative but not commutative: the order is kept.
-/// let words = ["a", "b", "c", "d", "e"];
-/// let s = par_map_reduce(&words, Granularity::ChunkSize(2), |w| w.to_string(), String::new,
-///                        |a, b| a + &b);
-/// assert_eq!(s, "abcde");
-/// ```
-///
-/// # Panics
-///
-/// A panic in `map`, `identity` or `reduce` is re-raised on the calling thread, as for
-/// [`par_map`].
-pub fn par_map_reduce<T, R, M, I, F>(
-    items: &[T],
-    granularity: Granularity,
-    map: M,
-    identity: I,
-    reduce: F,
-) -> R
-where
-    T: Sync,
-    R: Send,
-    M: Fn(&T) -> R + Sync + Send,
-    I: Fn() -> R + Sync + Send,
-    F: Fn(R, R) -> R + Sync + Send,
-{
-    items
-        .par_iter()
-        .map(map)
-        .with_granularity(granularity)
-        .reduce(identity, reduce)
-}
-
-/// An indexed parallel iterator over `range`, for the range functions.
-fn range_iter(range: Range<u64>) -> impl IndexedParallelIterator<Item = u64> {
-    let len = range.end.saturating_sub(range.start);
-    let len = usize::try_from(len).expect("range longer than usize::MAX");
-    let start = range.start;
-    (0..len).into_par_iter().map(move |i| start + i as u64)
-}
-
-/// Maps every integer of `range` through `f`, in parallel tasks cut by `granularity`; results
-/// in order.
-///
-/// The same as `range.map(f).collect()`. An empty or reversed range gives an empty vector.
-///
-/// # Examples
-///
-/// ```
-/// use parkit::decompose::par_map_range;
-/// use parkit::granularity::Granularity;
-///
-/// let digits = par_map_range(8..12, Granularity::tuned(), |n| n.to_string().len());
+/// let digits: Vec<usize> = par_range(8..12)
+///     .with_granularity(Granularity::tuned())
+///     .map(|n| n.to_string().len())
+///     .collect();
 /// assert_eq!(digits, [1, 1, 2, 2]);
+///
+/// // Total number of decimal digits in 1..=1000, in tasks of at least 100 integers.
+/// let total: usize = par_range(1..1001)
+///     .with_granularity(Granularity::MinLen(100))
+///     .map(|n| n.to_string().len())
+///     .sum();
+/// assert_eq!(total, 9 + 90 * 2 + 900 * 3 + 4);
+/// assert_eq!(par_range(u64::MAX - 2..u64::MAX).len(), 2);
 /// ```
 ///
 /// # Panics
 ///
-/// If the range holds more than `usize::MAX` integers (only possible where `usize` is
-/// narrower than 64 bits), and when `f` panics, as for [`par_map`].
-pub fn par_map_range<R, F>(range: Range<u64>, granularity: Granularity, f: F) -> Vec<R>
-where
-    R: Send,
-    F: Fn(u64) -> R + Sync + Send,
-{
-    range_iter(range)
-        .map(f)
-        .with_granularity(granularity)
-        .collect()
+/// If the range holds more than `usize::MAX` integers, which is only possible where `usize` is
+/// narrower than 64 bits.
+pub fn par_range(range: Range<u64>) -> ParRange {
+    let len = range.end.saturating_sub(range.start);
+    let len =
+        usize::try_from(len).expect("parkit::decompose::par_range: range longer than usize::MAX");
+    ParRange {
+        start: range.start,
+        len,
+    }
 }
 
-/// Calls `f` on every integer of `range`, in parallel tasks cut by `granularity`.
+/// An indexed parallel iterator over a range of `u64`.
 ///
-/// Integers within a task are visited in increasing order; tasks run in any order.
-///
-/// # Examples
-///
-/// ```
-/// use std::sync::atomic::{AtomicU64, Ordering};
-/// use parkit::decompose::par_for_each_range;
-/// use parkit::granularity::Granularity;
-///
-/// let sum = AtomicU64::new(0);
-/// par_for_each_range(1..101, Granularity::Chunks(4), |n| {
-///     sum.fetch_add(n, Ordering::Relaxed);
-/// });
-/// assert_eq!(sum.into_inner(), 5050);
-/// ```
-///
-/// # Panics
-///
-/// As [`par_map_range`].
-pub fn par_for_each_range<F>(range: Range<u64>, granularity: Granularity, f: F)
-where
-    F: Fn(u64) + Sync + Send,
-{
-    range_iter(range).with_granularity(granularity).for_each(f);
+/// This struct is created by [`par_range`]; see its docs.
+#[must_use = "iterators are lazy and do nothing unless consumed"]
+#[derive(Clone, Debug)]
+pub struct ParRange {
+    start: u64,
+    len: usize,
 }
 
-/// Maps every integer of `range` through `map` and reduces the results with `reduce`, in
-/// parallel tasks cut by `granularity`.
-///
-/// The grouping of `reduce` follows the task cuts, so `reduce` must be associative and
-/// `identity()` its identity, as for [`par_map_reduce`]; the order of operands is kept.
-///
-/// # Examples
-///
-/// ```
-/// use parkit::decompose::par_map_reduce_range;
-/// use parkit::granularity::Granularity;
-///
-/// // Total number of decimal digits in 1..=1000.
-/// let digits = par_map_reduce_range(1..1001, Granularity::MinLen(100),
-///                                   |n| n.to_string().len(), || 0, |a, b| a + b);
-/// assert_eq!(digits, 9 + 90 * 2 + 900 * 3 + 4);
-/// ```
-///
-/// # Panics
-///
-/// As [`par_map_range`].
-pub fn par_map_reduce_range<R, M, I, F>(
-    range: Range<u64>,
-    granularity: Granularity,
-    map: M,
-    identity: I,
-    reduce: F,
-) -> R
-where
-    R: Send,
-    M: Fn(u64) -> R + Sync + Send,
-    I: Fn() -> R + Sync + Send,
-    F: Fn(R, R) -> R + Sync + Send,
-{
-    range_iter(range)
-        .map(map)
-        .with_granularity(granularity)
-        .reduce(identity, reduce)
+impl ParRange {
+    /// The same integers as rayon's indexed `usize` range, shifted by `start`.
+    fn shifted(self) -> impl IndexedParallelIterator<Item = u64> {
+        let start = self.start;
+        // `start + len` is the range's end, so `start + i` cannot overflow.
+        (0..self.len).into_par_iter().map(move |i| start + i as u64)
+    }
+}
+
+impl ParallelIterator for ParRange {
+    type Item = u64;
+
+    fn drive_unindexed<C>(self, consumer: C) -> C::Result
+    where
+        C: UnindexedConsumer<Self::Item>,
+    {
+        self.shifted().drive_unindexed(consumer)
+    }
+
+    fn opt_len(&self) -> Option<usize> {
+        Some(self.len)
+    }
+}
+
+impl IndexedParallelIterator for ParRange {
+    fn drive<C: Consumer<Self::Item>>(self, consumer: C) -> C::Result {
+        self.shifted().drive(consumer)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn with_producer<CB: ProducerCallback<Self::Item>>(self, callback: CB) -> CB::Output {
+        self.shifted().with_producer(callback)
+    }
 }
 
 /// Extension trait giving indexed rayon iterators [`with_granularity`](Self::with_granularity).
+///
+/// Implemented for every [`IndexedParallelIterator`]: slices' `par_iter`, `Vec`'s
+/// `into_par_iter`, rayon's `usize` and `u32` ranges, [`par_range`] for `u64`, and their
+/// indexed adaptors.
 pub trait GranularityExt: IndexedParallelIterator {
     /// Cuts the work of this iterator into tasks as `granularity` says.
     ///
@@ -297,8 +208,8 @@ pub trait GranularityExt: IndexedParallelIterator {
     /// consuming call (`collect`, `reduce`, `for_each`, `sum`, ...), or below adaptors that
     /// drive their base (`map`, `filter`, `fold`, `inspect`, ...). Below adaptors that need a
     /// producer (`zip`, `enumerate`, ...) it falls back to rayon's length hints, as the
-    /// [module docs](self) explain. `Tuned` times everything downstream of the adaptor, the
-    /// consuming call included.
+    /// [module docs](crate::decompose) explain. `Tuned` times the whole work of each item: the
+    /// adaptors before this one, those after it, and the consuming call.
     ///
     /// # Examples
     ///
@@ -310,7 +221,18 @@ pub trait GranularityExt: IndexedParallelIterator {
     /// let v: Vec<u64> = (1..=100).collect();
     /// let s: u64 = v.par_iter().map(|x| x * 2).with_granularity(Granularity::tuned()).sum();
     /// assert_eq!(s, 10_100);
+    ///
+    /// // Before `map` or after it, the same cut: four tasks of 25 items.
+    /// let doubled: Vec<u64> =
+    ///     v.par_iter().with_granularity(Granularity::Chunks(4)).map(|x| x * 2).collect();
+    /// assert_eq!(doubled[99], 200);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// A panic in the work of an item is re-raised on the calling thread once the tasks
+    /// running beside it have finished, as `rayon::join` does; when several panic, one of the
+    /// panics is raised.
     fn with_granularity(self, granularity: Granularity) -> WithGranularity<Self> {
         WithGranularity {
             base: self,
@@ -368,12 +290,11 @@ impl<I: IndexedParallelIterator> IndexedParallelIterator for WithGranularity<I> 
 
     fn with_producer<CB: ProducerCallback<Self::Item>>(self, callback: CB) -> CB::Output {
         let len = self.base.len();
-        let threads = rayon::current_num_threads();
         let (min, max) = match self.granularity {
             Granularity::Auto | Granularity::Tuned(_) => (1, usize::MAX),
             Granularity::MinLen(n) => (n.max(1), usize::MAX),
             granularity => {
-                let n = granularity.task_len(len, threads).unwrap_or(len);
+                let n = granularity.task_len(len).unwrap_or(len);
                 (n, n)
             }
         };
@@ -429,7 +350,7 @@ impl Cut {
             Granularity::Chunks(k) => Cut::balanced(len, k),
             Granularity::ChunkSize(n) => Cut::fixed(len, n),
             Granularity::Auto | Granularity::Tuned(_) => Cut::balanced(len, 4 * threads),
-            g => Cut::fixed(len, g.task_len(len, threads).unwrap_or(len)),
+            g => Cut::fixed(len, g.task_len(len).unwrap_or(len)),
         }
     }
 

@@ -125,6 +125,11 @@ use crate::granularity::{Granularity, Sample};
 /// `rayon::join` propagates it: the other half of that `join` still runs to completion, then
 /// the panic resumes on the thread that called `join`, level by level, up to the caller of
 /// `divide`. When both halves panic, the first one's panic is raised.
+///
+/// # Locking
+///
+/// Takes no lock. The calling thread waits in `rayon::join` until the whole problem is solved:
+/// a caller off the pool blocks, a worker of the pool takes part in the work meanwhile.
 pub fn divide<P, R, Z, S, V, C>(
     problem: P,
     granularity: Granularity,
@@ -156,7 +161,7 @@ where
         }
         Granularity::Auto => total / (8 * threads),
         // `MinLen(n)` and `ChunkSize(n)`: n; `Chunks(k)`: total / k, rounded up.
-        g => g.task_len(total, threads).unwrap_or(total),
+        g => g.task_len(total).unwrap_or(total),
     };
     ops.run(problem, cutoff.max(1))
 }

@@ -1,4 +1,5 @@
-//! How finely parallel work is cut: one policy type, [`Granularity`], shared by every pattern.
+//! How finely parallel work is cut: one policy type, [`Granularity`], shared by the patterns
+//! that cut a job into tasks.
 //!
 //! A parallel pattern turns a job into tasks for rayon's workers. Tasks that are too big leave
 //! cores idle at the end (one late task holds up the whole job); tasks that are too small drown
@@ -15,19 +16,37 @@
 //! | [`Chunks(k)`](Granularity::Chunks) | `k`, whose lengths differ by at most one item |
 //! | [`Tuned(t)`](Granularity::Tuned) | measured: each costing about `t` |
 //!
-//! The patterns that take a policy are [`decompose`](crate::decompose) (map, for-each and
-//! map/reduce over slices and integer ranges, and the
-//! [`with_granularity`](crate::decompose::GranularityExt::with_granularity) adaptor for any
-//! indexed rayon iterator) and [`divide`](crate::divide) (recursive splitting over
-//! `rayon::join`, where the policy sets the cutoff below which a piece is solved sequentially).
-//! All of them run on the current rayon pool, so `pool.install(..)` chooses the threads, and
-//! all of them give the sequential result, in order, whatever the policy.
+//! Where a policy is taken:
+//!
+//! - [`decompose`](crate::decompose): the
+//!   [`with_granularity`](crate::decompose::GranularityExt::with_granularity) adaptor for any
+//!   indexed rayon iterator (slices, vectors, [`par_range`](crate::decompose::par_range) over
+//!   `u64`), and [`par_chunks_by`](crate::decompose::ParChunksBy::par_chunks_by) for chunks of
+//!   a slice.
+//! - [`divide`](crate::divide): recursive splitting over `rayon::join`, where the policy sets
+//!   the cutoff below which a piece is solved sequentially.
+//! - The [`Fibonacci`](crate::fib::Fibonacci) engine's batch planner (a setting of its builder,
+//!   and `fibo --granularity`), where it cuts a batch into runs of close inputs, each run one
+//!   task that starts with a fast doubling and goes on by additions.
+//!
+//! These run on the current rayon pool, so `pool.install(..)` chooses the threads, and they
+//! give the sequential result, in order, whatever the policy.
+//!
+//! Two patterns cut their work otherwise, because their unit of work is not an item of a
+//! uniform job. A [`pipeline`](crate::pipeline) hands items from stage to stage one at a time;
+//! what it takes is the number of worker threads per stage and the capacity of the queue in
+//! front of each (to move items in bigger units, make each item a batch, such as a `Vec` of
+//! inputs). [`schedule`](crate::schedule) takes one cost estimate per task and never groups
+//! tasks itself: [`par_map_largest_first`](crate::schedule::par_map_largest_first) hands out
+//! one task at a time, most expensive first, and the partitions take the number of groups or
+//! parts to make.
 //!
 //! # Design
 //!
-//! The policy is a small `Copy` value and resolves late: [`Granularity::task_len`] turns it into
-//! a task length only once the item count and the pool's thread count are known, so one value
-//! fits jobs of any size. A zero in `MinLen(0)`, `ChunkSize(0)` or `Chunks(0)` is read as 1
+//! The policy is a small `Copy` value and resolves late: [`Granularity::task_len`] turns a fixed
+//! policy into a task length only once the item count is known, and the patterns resolve `Auto`
+//! and `Tuned` with the thread count of the pool they run on, so one value fits jobs of any
+//! size on any pool. A zero in `MinLen(0)`, `ChunkSize(0)` or `Chunks(0)` is read as 1
 //! rather than refused, so a computed policy (`Chunks(len / 1000)`) never panics.
 //!
 //! `Tuned` is the one policy that needs the work itself. A pattern cuts the job into one part
@@ -68,12 +87,14 @@ pub const MIN_SAMPLE: Duration = Duration::from_micros(10);
 /// # Examples
 ///
 /// ```
-/// use parkit::decompose::par_map;
+/// use rayon::prelude::*;
+/// use parkit::decompose::GranularityExt;
 /// use parkit::granularity::Granularity;
 ///
 /// let v: Vec<u64> = (0..1000).collect();
 /// for g in [Granularity::Auto, Granularity::ChunkSize(64), Granularity::tuned()] {
-///     assert_eq!(par_map(&v, g, |x| x * x)[999], 998_001);
+///     let squares: Vec<u64> = v.par_iter().with_granularity(g).map(|x| x * x).collect();
+///     assert_eq!(squares[999], 998_001);
 /// }
 /// assert_eq!("chunk:64".parse::<Granularity>(), Ok(Granularity::ChunkSize(64)));
 /// ```
@@ -111,8 +132,8 @@ impl Granularity {
         Granularity::Tuned(DEFAULT_TARGET)
     }
 
-    /// The number of items per task for a job of `len` items on `threads` threads, or `None`
-    /// where the length is not fixed in advance.
+    /// The number of items per task for a job of `len` items, or `None` where the length is
+    /// not fixed in advance.
     ///
     /// - `Auto` gives `None`: rayon's adaptive splitter decides as the job runs.
     /// - `Tuned` gives `None`: its length comes from a measurement that only a pattern running
@@ -122,24 +143,23 @@ impl Granularity {
     /// - `MinLen(n)` gives `n`, the shortest task it allows. The data patterns keep rayon's
     ///   adaptive splitting above that floor; [`divide`](crate::divide) uses it as its cutoff.
     ///
-    /// Zeros are read as 1, and the result is never 0. No fixed policy depends on `threads`
-    /// today; it is part of the signature for policies to come (the enum is
-    /// `#[non_exhaustive]`), so callers pass what they know.
+    /// Zeros are read as 1, and the result is never 0. No fixed policy depends on the thread
+    /// count: the two that would, `Auto` and `Tuned`, are resolved by the pattern that runs
+    /// the work, which knows its pool.
     ///
     /// # Examples
     ///
     /// ```
     /// use parkit::granularity::Granularity;
     ///
-    /// assert_eq!(Granularity::Auto.task_len(1000, 4), None);
-    /// assert_eq!(Granularity::Sequential.task_len(1000, 4), Some(1000));
-    /// assert_eq!(Granularity::ChunkSize(64).task_len(1000, 4), Some(64));
-    /// assert_eq!(Granularity::Chunks(3).task_len(1000, 4), Some(334));
-    /// assert_eq!(Granularity::Chunks(0).task_len(1000, 4), Some(1000));
-    /// assert_eq!(Granularity::tuned().task_len(1000, 4), None);
+    /// assert_eq!(Granularity::Auto.task_len(1000), None);
+    /// assert_eq!(Granularity::Sequential.task_len(1000), Some(1000));
+    /// assert_eq!(Granularity::ChunkSize(64).task_len(1000), Some(64));
+    /// assert_eq!(Granularity::Chunks(3).task_len(1000), Some(334));
+    /// assert_eq!(Granularity::Chunks(0).task_len(1000), Some(1000));
+    /// assert_eq!(Granularity::tuned().task_len(1000), None);
     /// ```
-    pub fn task_len(self, len: usize, threads: usize) -> Option<usize> {
-        let _ = threads;
+    pub fn task_len(self, len: usize) -> Option<usize> {
         match self {
             Granularity::Auto | Granularity::Tuned(_) => None,
             Granularity::Sequential => Some(len.max(1)),

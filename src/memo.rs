@@ -204,7 +204,9 @@ impl<K, V> MemoCache<K, V> {
     /// assert_eq!(MemoCache::<u32, u32>::with_budget(4096).budget(), Some(4096));
     /// ```
     ///
-    /// Locking behaviour: none.
+    /// # Locking
+    ///
+    /// Takes no lock.
     pub fn budget(&self) -> Option<usize> {
         self.budget
     }
@@ -225,7 +227,9 @@ impl<K, V> MemoCache<K, V> {
     /// assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
     /// ```
     ///
-    /// Locking behaviour: none; atomic loads only.
+    /// # Locking
+    ///
+    /// Takes no lock; atomic loads only.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Relaxed),
@@ -249,7 +253,9 @@ impl<K, V> MemoCache<K, V> {
     /// assert_eq!(cache.len(), 1);
     /// ```
     ///
-    /// Locking behaviour: none; one atomic load.
+    /// # Locking
+    ///
+    /// Takes no lock; one atomic load.
     pub fn len(&self) -> usize {
         self.entries.load(SeqCst)
     }
@@ -263,7 +269,9 @@ impl<K, V> MemoCache<K, V> {
     /// assert!(MemoCache::<u32, u32>::new().is_empty());
     /// ```
     ///
-    /// Locking behaviour: none; one atomic load.
+    /// # Locking
+    ///
+    /// Takes no lock; one atomic load.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -281,7 +289,9 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// assert!(cache.is_empty() && cache.budget().is_none());
     /// ```
     ///
-    /// Locking behaviour: none.
+    /// # Locking
+    ///
+    /// Takes no lock.
     pub fn new() -> Self {
         MemoCache {
             map: DashMap::new(),
@@ -312,7 +322,9 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// assert!(cache.is_empty());
     /// ```
     ///
-    /// Locking behaviour: none.
+    /// # Locking
+    ///
+    /// Takes no lock.
     pub fn with_budget(bytes: usize) -> Self {
         MemoCache {
             budget: Some(bytes),
@@ -334,7 +346,9 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// assert_eq!(cache.stats().bytes, 100 + ENTRY_OVERHEAD);
     /// ```
     ///
-    /// Locking behaviour: none here; the weigher itself is later called with no lock held.
+    /// # Locking
+    ///
+    /// Takes no lock here; the weigher itself is later called with no lock held.
     pub fn with_weigher(mut self, w: impl Fn(&K, &V) -> usize + Send + Sync + 'static) -> Self {
         self.weigher = Some(Box::new(w));
         self
@@ -379,9 +393,11 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// A panic in `f` or in the weigher is propagated to the caller after the key has been put
     /// back to free (waiters wake and one of them computes).
     ///
-    /// Locking behaviour: takes a DashMap shard guard only to clone the key's slot out, then the
-    /// slot's mutex briefly; runs `f` and the weigher with no lock held, so `f` may use the cache
-    /// and rayon. Waits on the slot's condition variable only off the rayon pool.
+    /// # Locking
+    ///
+    /// Takes a DashMap shard guard only to clone the key's slot out, then the slot's mutex briefly;
+    /// runs `f` and the weigher with no lock held, so `f` may use the cache and rayon. Waits on the
+    /// slot's condition variable only off the rayon pool.
     pub fn get_or_compute(&self, key: K, f: impl FnOnce() -> V) -> V {
         match self.try_get_or_compute(key, || Ok::<V, std::convert::Infallible>(f())) {
             Ok(v) => v,
@@ -409,8 +425,10 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     ///
     /// As [`get_or_compute`](Self::get_or_compute): panics in `f` or the weigher propagate.
     ///
-    /// Locking behaviour: as [`get_or_compute`](Self::get_or_compute): no shard guard is held
-    /// while `f` runs or while waiting, and waiting happens only off the rayon pool.
+    /// # Locking
+    ///
+    /// As [`get_or_compute`](Self::get_or_compute): no shard guard is held while `f` runs or while
+    /// waiting, and waiting happens only off the rayon pool.
     pub fn try_get_or_compute<E>(&self, key: K, f: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
         let me = thread::current().id();
         loop {
@@ -467,8 +485,10 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
     /// ```
     ///
-    /// Locking behaviour: a shard guard just long enough to clone the slot out, then the slot's
-    /// mutex while cloning the value. Never waits.
+    /// # Locking
+    ///
+    /// A shard guard just long enough to clone the slot out, then the slot's mutex while cloning
+    /// the value. Never waits.
     pub fn get(&self, key: &K) -> Option<V> {
         let found = self
             .lookup(key)
@@ -511,7 +531,9 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// assert_eq!(cache.stats().hits + cache.stats().misses, 0);
     /// ```
     ///
-    /// Locking behaviour: as [`get`](Self::get). Never waits.
+    /// # Locking
+    ///
+    /// As [`get`](Self::get). Never waits.
     pub fn peek(&self, key: &K) -> Option<V> {
         self.lookup(key).and_then(|slot| slot.value())
     }
@@ -536,8 +558,10 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     ///
     /// If the weigher panics; the cache is left unchanged.
     ///
-    /// Locking behaviour: calls the weigher with no lock held; a shard write guard for the
-    /// insertion itself; slot mutexes briefly afterwards. Never waits.
+    /// # Locking
+    ///
+    /// Calls the weigher with no lock held; a shard write guard for the insertion itself; slot
+    /// mutexes briefly afterwards. Never waits.
     pub fn insert(&self, key: K, value: V) {
         let weight = self.weigh(&key, &value);
         if self.budget.is_some_and(|b| weight > b) {
@@ -581,8 +605,9 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// assert_eq!(cache.remove(&1), None);
     /// ```
     ///
-    /// Locking behaviour: a shard write guard for the removal, then the slot's mutex. Never
-    /// waits.
+    /// # Locking
+    ///
+    /// A shard write guard for the removal, then the slot's mutex. Never waits.
     pub fn remove(&self, key: &K) -> Option<V> {
         let (_, slot) = self.map.remove(key)?;
         self.detach(&slot);
@@ -600,7 +625,9 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// assert!(cache.contains_key(&3) && !cache.contains_key(&4));
     /// ```
     ///
-    /// Locking behaviour: as [`peek`](Self::peek). Never waits.
+    /// # Locking
+    ///
+    /// As [`peek`](Self::peek). Never waits.
     pub fn contains_key(&self, key: &K) -> bool {
         self.lookup(key)
             .is_some_and(|slot| matches!(slot.lock().state, State::Ready(_)))
@@ -620,8 +647,10 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// assert_eq!(keys, [1, 2]);
     /// ```
     ///
-    /// Locking behaviour: iterates the map under shard read guards, cloning keys and slots;
-    /// checks the slots after the iteration is dropped. Never waits.
+    /// # Locking
+    ///
+    /// Iterates the map under shard read guards, cloning keys and slots; checks the slots after the
+    /// iteration is dropped. Never waits.
     pub fn keys(&self) -> Vec<K> {
         let all = self.snapshot();
         all.into_iter()
@@ -645,8 +674,10 @@ impl<K: Eq + Hash + Clone + Send + Sync, V: Clone + Send + Sync> MemoCache<K, V>
     /// assert_eq!(cache.stats().bytes, 0);
     /// ```
     ///
-    /// Locking behaviour: a snapshot under shard read guards, then one shard write guard per
-    /// removal, then the slot's mutex. Never waits.
+    /// # Locking
+    ///
+    /// A snapshot under shard read guards, then one shard write guard per removal, then the slot's
+    /// mutex. Never waits.
     pub fn clear(&self) {
         for (key, slot) in self.snapshot() {
             if self

@@ -1,10 +1,11 @@
 //! Processing and mapping: putting tasks of known (estimated) cost onto workers so none idles.
 //!
-//! The book's last design step, in three tools:
+//! The book's last design step, in four tools:
 //!
 //! - **Dynamic, largest first** ([`par_map_largest_first`]): every worker takes the most
 //!   expensive task still waiting. Long tasks start at once and short ones fill the gaps at the
-//!   end, so the finish is even (greedy list scheduling on sorted costs, within 4/3 of optimal).
+//!   end, so the finish is even (greedy list scheduling on sorted costs: within 4/3 of the
+//!   optimal finish when the costs are exact).
 //! - **Static, balanced groups** ([`partition_lpt`]): tasks split into `k` groups of about equal
 //!   total cost (LPT: longest processing time first, each to the least-loaded group), for
 //!   mapping onto `k` machines or threads once, up front.
@@ -16,6 +17,10 @@
 //! Costs are `f64` in any unit (estimated nanoseconds, items, bytes): only ratios matter. For
 //! F(n), num-bigint's cost grows about as n^1.47; the Fibonacci batch planner uses
 //! [`par_map_largest_first`] with its own cost model.
+//!
+//! These tools take no [`Granularity`](crate::granularity::Granularity): each task is one unit
+//! of scheduling, handed out or placed whole, so the caller sets the grain by what it calls a
+//! task, and the partitions take the number of groups or parts to make.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -267,6 +272,12 @@ pub fn split_contiguous(costs: &[f64], parts: usize) -> Vec<std::ops::Range<usiz
 /// # Panics
 ///
 /// A panic in `f` propagates to the caller once the running tasks end, as with `rayon::scope`.
+///
+/// # Locking
+///
+/// Blocks the calling thread until every task has run (a caller that is a worker of the pool
+/// takes part in the work meanwhile, as in `rayon::scope`). Tasks are handed out through one
+/// atomic counter; each worker takes a mutex once, at the end, to hand in its results.
 pub fn par_map_largest_first<T, R, C, F>(tasks: &[T], cost: C, f: F) -> Vec<R>
 where
     T: Sync,

@@ -8,10 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use parkit::decompose::{
-    GranularityExt, ParChunksBy, par_for_each, par_for_each_range, par_map, par_map_range,
-    par_map_reduce, par_map_reduce_range,
-};
+use parkit::decompose::{GranularityExt, ParChunksBy, par_range};
 use parkit::divide::divide;
 use parkit::granularity::Granularity;
 use proptest::prelude::*;
@@ -146,20 +143,27 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
-    fn slice_functions_equal_sequential(
+    fn slices_equal_sequential(
         v in prop::collection::vec(any::<u64>(), 0..400),
         g in granularity(),
         threads in 1..=4usize,
     ) {
         let expect: Vec<u64> = v.iter().map(|&x| work(x)).collect();
         pool(threads).install(|| {
-            prop_assert_eq!(par_map(&v, g, |&x| work(x)), expect.clone());
+            let mapped: Vec<u64> = v.par_iter().with_granularity(g).map(|&x| work(x)).collect();
+            prop_assert_eq!(mapped, expect.clone());
+            let mapped: Vec<u64> = v.par_iter().map(|&x| work(x)).with_granularity(g).collect();
+            prop_assert_eq!(mapped, expect.clone());
             // Associative, not commutative: the order of the operands must be kept.
-            let joined = par_map_reduce(&v, g, |&x| vec![work(x)], Vec::new, concat);
+            let joined = v
+                .par_iter()
+                .with_granularity(g)
+                .map(|&x| vec![work(x)])
+                .reduce(Vec::new, concat);
             prop_assert_eq!(&joined, &expect);
             let seen: Vec<AtomicUsize> = v.iter().map(|_| AtomicUsize::new(0)).collect();
             let indices: Vec<usize> = (0..v.len()).collect();
-            par_for_each(&indices, g, |&i| {
+            indices.par_iter().with_granularity(g).for_each(|&i| {
                 seen[i].fetch_add(1, Relaxed);
             });
             prop_assert!(seen.iter().all(|c| c.load(Relaxed) == 1));
@@ -168,7 +172,7 @@ proptest! {
     }
 
     #[test]
-    fn range_functions_equal_sequential(
+    fn ranges_equal_sequential(
         start in prop_oneof![0..1000u64, (u64::MAX - 1000)..=u64::MAX],
         len in 0..400u64,
         g in granularity(),
@@ -177,14 +181,31 @@ proptest! {
         let end = start.saturating_add(len);
         let expect: Vec<u64> = (start..end).map(work).collect();
         pool(threads).install(|| {
-            prop_assert_eq!(par_map_range(start..end, g, work), expect.clone());
-            let joined = par_map_reduce_range(start..end, g, |n| vec![work(n)], Vec::new, concat);
+            prop_assert_eq!(par_range(start..end).len(), expect.len());
+            let mapped: Vec<u64> = par_range(start..end).with_granularity(g).map(work).collect();
+            prop_assert_eq!(mapped, expect.clone());
+            let joined = par_range(start..end)
+                .with_granularity(g)
+                .map(|n| vec![work(n)])
+                .reduce(Vec::new, concat);
             prop_assert_eq!(&joined, &expect);
             let seen = Mutex::new(Vec::new());
-            par_for_each_range(start..end, g, |n| seen.lock().unwrap().push(n));
+            par_range(start..end)
+                .with_granularity(g)
+                .for_each(|n| seen.lock().unwrap().push(n));
             let mut seen = seen.into_inner().unwrap();
             seen.sort_unstable();
             prop_assert_eq!(seen, (start..end).collect::<Vec<_>>());
+            // Indexed: `zip` and `enumerate` line up with the sequential range.
+            let zipped: Vec<(usize, u64)> = par_range(start..end)
+                .enumerate()
+                .zip(par_range(start..end).with_granularity(g))
+                .map(|((i, a), b)| {
+                    assert_eq!(a, b);
+                    (i, a)
+                })
+                .collect();
+            prop_assert_eq!(zipped, (start..end).enumerate().collect::<Vec<_>>());
             Ok(())
         })?;
     }
@@ -255,13 +276,13 @@ proptest! {
             (0..spin).fold(x, |a, i| std::hint::black_box(a ^ i))
         };
         pool(threads).install(|| {
-            prop_assert_eq!(par_map(&v, g, f).len(), len);
+            prop_assert_eq!(v.par_iter().with_granularity(g).map(f).collect::<Vec<_>>().len(), len);
             prop_assert_eq!(calls.swap(0, Relaxed), len);
-            par_map_reduce(&v, g, f, || 0, |a, b| a ^ b);
+            v.par_iter().map(f).with_granularity(g).reduce(|| 0, |a, b| a ^ b);
             prop_assert_eq!(calls.swap(0, Relaxed), len);
-            par_for_each(&v, g, |x| { f(x); });
+            v.par_iter().with_granularity(g).for_each(|x| { f(x); });
             prop_assert_eq!(calls.swap(0, Relaxed), len);
-            par_map_range(0..len as u64, g, |x| f(&x));
+            par_range(0..len as u64).with_granularity(g).map(|x| f(&x)).count();
             prop_assert_eq!(calls.swap(0, Relaxed), len);
             Ok(())
         })?;
@@ -322,31 +343,35 @@ fn edge_cases_every_granularity() {
     for threads in [1, 2, 4] {
         for g in all_granularities() {
             pool(threads).install(|| {
-                assert_eq!(par_map(&empty, g, |&x| x), empty, "{g}");
-                assert_eq!(par_map(&[7u64], g, |&x| x + 1), [8], "{g}");
-                assert_eq!(
-                    par_map_reduce(&empty, g, |&x| x, || 5, |a, b| a + b),
-                    5,
-                    "{g}"
-                );
-                assert_eq!(
-                    par_map_reduce(&[7u64], g, |&x| x, || 0, |a, b| a + b),
-                    7,
-                    "{g}"
-                );
-                assert_eq!(par_map_range(5..5, g, |x| x), Vec::<u64>::new(), "{g}");
+                let map = |items: &[u64], f: fn(u64) -> u64| -> Vec<u64> {
+                    items
+                        .par_iter()
+                        .with_granularity(g)
+                        .map(|&x| f(x))
+                        .collect()
+                };
+                let sum = |items: &[u64], identity: u64| {
+                    items
+                        .par_iter()
+                        .copied()
+                        .with_granularity(g)
+                        .reduce(|| identity, |a, b| a + b)
+                };
+                let range = |r: std::ops::Range<u64>| -> Vec<u64> {
+                    par_range(r).with_granularity(g).collect()
+                };
+                assert_eq!(map(&empty, |x| x), empty, "{g}");
+                assert_eq!(map(&[7], |x| x + 1), [8], "{g}");
+                assert_eq!(sum(&empty, 5), 5, "{g}");
+                assert_eq!(sum(&[7], 0), 7, "{g}");
+                assert_eq!(range(5..5), Vec::<u64>::new(), "{g}");
                 #[allow(clippy::reversed_empty_ranges)]
-                let reversed = par_map_range(9..3, g, |x| x);
+                let reversed = range(9..3);
                 assert!(reversed.is_empty(), "{g}");
-                assert_eq!(
-                    par_map_range(u64::MAX - 1..u64::MAX, g, |x| x),
-                    [u64::MAX - 1]
-                );
+                assert_eq!(range(u64::MAX - 1..u64::MAX), [u64::MAX - 1], "{g}");
+                assert_eq!(range(0..1), [0], "{g}");
                 let v: Vec<u64> = (0..10).collect();
-                assert_eq!(
-                    par_map(&v, g, |&x| x * 2),
-                    (0..20).step_by(2).collect::<Vec<_>>()
-                );
+                assert_eq!(map(&v, |x| x * 2), (0..20).step_by(2).collect::<Vec<_>>());
                 assert_eq!(empty.par_chunks_by(g).count(), 0, "{g}");
                 assert_eq!(
                     v.par_chunks_by(g).map(<[u64]>::len).sum::<usize>(),
@@ -373,9 +398,9 @@ fn zeros_are_read_as_one() {
     );
     assert_eq!(lens(Granularity::Chunks(0)), [10]);
     assert_eq!(lens(Granularity::MinLen(0)), lens(Granularity::MinLen(1)));
-    assert_eq!(Granularity::ChunkSize(0).task_len(10, 2), Some(1));
-    assert_eq!(Granularity::MinLen(0).task_len(10, 2), Some(1));
-    assert_eq!(Granularity::Chunks(0).task_len(10, 2), Some(10));
+    assert_eq!(Granularity::ChunkSize(0).task_len(10), Some(1));
+    assert_eq!(Granularity::MinLen(0).task_len(10), Some(1));
+    assert_eq!(Granularity::Chunks(0).task_len(10), Some(10));
     // divide: `MinLen(0)` splits down to pieces of 1, `Chunks(0)` solves the whole.
     let pieces = AtomicUsize::new(0);
     let count = |g| {
@@ -421,8 +446,12 @@ fn sequential_stays_on_the_calling_thread() {
     };
     pool(4).install(|| {
         let inside = thread::current().id();
-        par_for_each(&v, Granularity::Sequential, |_| note());
-        par_map_range(0..10_000, Granularity::Sequential, |_| note());
+        v.par_iter()
+            .with_granularity(Granularity::Sequential)
+            .for_each(|_| note());
+        par_range(0..10_000)
+            .with_granularity(Granularity::Sequential)
+            .for_each(|_| note());
         v.par_chunks_by(Granularity::Sequential)
             .for_each(|_| note());
         divide(
@@ -438,7 +467,9 @@ fn sequential_stays_on_the_calling_thread() {
             [inside]
         );
     });
-    par_map(&v, Granularity::Sequential, |_| note());
+    v.par_iter()
+        .with_granularity(Granularity::Sequential)
+        .for_each(|_| note());
     assert_eq!(
         threads
             .into_inner()
@@ -496,7 +527,12 @@ fn panics_reach_the_caller() {
     let v: Vec<u32> = (0..1000).collect();
     for g in all_granularities() {
         let r = catch_unwind(AssertUnwindSafe(|| {
-            pool(2).install(|| par_map(&v, g, |&x| if x == 777 { panic!("item 777") } else { x }))
+            pool(2).install(|| {
+                v.par_iter()
+                    .with_granularity(g)
+                    .map(|&x| if x == 777 { panic!("item 777") } else { x })
+                    .collect::<Vec<_>>()
+            })
         }));
         assert!(r.is_err(), "{g}");
         let r = catch_unwind(AssertUnwindSafe(|| {

@@ -217,13 +217,15 @@ impl<T: Send + 'static> Pipeline<T> {
     }
 
     /// Sets how many items the queue in front of the last added stage holds (default:
-    /// twice its workers, at least 64). 0 makes it a rendezvous: each hand-over waits for a worker to take it.
-    /// The queue in front of the consumer, after the last stage, is as big as the last stage's.
+    /// `max(2 × workers, 64)`). 0 makes it a rendezvous: each hand-over waits for a worker to
+    /// take it. The queue in front of the consumer, after the last stage, is as big as the last
+    /// stage's.
     ///
     /// Small queues bound memory and make a slow stage push back on the ones before it at
     /// once. Bigger ones smooth out bursts and cut the cost of waking threads: each hand-over
     /// through an empty or full queue wakes a thread (a microsecond or more), so for items that
-    /// take less than that, queues of a few hundred items run several times faster.
+    /// take about that long, queues of a few hundred items run several times faster than
+    /// queues of a few items.
     ///
     /// # Examples
     ///
@@ -325,9 +327,11 @@ impl<T: Send + 'static> Pipeline<T> {
     ///
     /// If a thread cannot be spawned (as [`std::thread::spawn`]).
     ///
-    /// Locking behaviour: blocks the calling thread until the run ends; the work happens on
-    /// the pipeline's own threads, so calling this from a rayon worker ties up that worker
-    /// (better called from a thread of your own).
+    /// # Locking
+    ///
+    /// Blocks the calling thread until the run ends; the work happens on the pipeline's own
+    /// threads, so calling this from a rayon worker ties up that worker (better called from a
+    /// thread of your own).
     pub fn collect(self) -> Result<Vec<T>, PipelineError> {
         self.collect_with_report().map(|(items, _)| items)
     }
@@ -353,7 +357,9 @@ impl<T: Send + 'static> Pipeline<T> {
     ///
     /// As [`collect`](Pipeline::collect).
     ///
-    /// Locking behaviour: as [`collect`](Pipeline::collect).
+    /// # Locking
+    ///
+    /// As [`collect`](Pipeline::collect).
     pub fn collect_with_report(self) -> Result<(Vec<T>, Report), PipelineError> {
         let mut output = self.into_iter();
         let items = output.by_ref().collect::<Result<Vec<T>, _>>()?;
@@ -386,8 +392,10 @@ impl<T: Send + 'static> Pipeline<T> {
     ///
     /// As [`collect`](Pipeline::collect).
     ///
-    /// Locking behaviour: as [`collect`](Pipeline::collect). While `f` runs, the pipeline's
-    /// threads go on until the queues fill up: a slow `f` pushes back on every stage.
+    /// # Locking
+    ///
+    /// As [`collect`](Pipeline::collect). While `f` runs, the pipeline's threads go on until the
+    /// queues fill up: a slow `f` pushes back on every stage.
     pub fn for_each<F: FnMut(T)>(self, mut f: F) -> Result<Report, PipelineError> {
         self.try_for_each(move |item| {
             f(item);
@@ -419,7 +427,9 @@ impl<T: Send + 'static> Pipeline<T> {
     ///
     /// As [`collect`](Pipeline::collect).
     ///
-    /// Locking behaviour: as [`for_each`](Pipeline::for_each).
+    /// # Locking
+    ///
+    /// As [`for_each`](Pipeline::for_each).
     pub fn try_for_each<E, F>(self, f: F) -> Result<Report, PipelineError>
     where
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -452,8 +462,9 @@ impl<T: Send + 'static> IntoIterator for Pipeline<T> {
     ///
     /// If a thread cannot be spawned; the threads already started are stopped.
     ///
-    /// Locking behaviour: starts the threads and returns at once; see [`IntoIter`] for what
-    /// `next` waits on.
+    /// # Locking
+    ///
+    /// Starts the threads and returns at once; see [`IntoIter`] for what `next` waits on.
     fn into_iter(self) -> IntoIter<T> {
         let started = Instant::now();
         let mut launch = Launch::new(self.specs, self.window, self.ordered);

@@ -55,15 +55,16 @@
 //! - **Threads and queues.** The source thread sends `(index, item)` pairs into queue 0; the
 //!   workers of stage `j` share queue `j`'s receiver and the sender of queue `j + 1`; the
 //!   consumer (the thread calling [`collect`](Pipeline::collect), or the [`IntoIter`]) drains
-//!   the last queue. All queues are bounded `crossbeam-channel` queues: by default twice the
-//!   workers of the stage behind them (see [`capacity`](Pipeline::capacity)); the queue in
-//!   front of the consumer is as big as the last stage's. A full queue blocks its senders, so
-//!   a slow stage pushes back up to the source. Small queues bound memory tightly, but
-//!   nearly every hand-over through them wakes a sleeping thread, which costs microseconds:
-//!   for items that take less than, say, 50 µs, give the stages queues of a few hundred
-//!   items so that threads run in long bursts (on 2 cores, `examples/pipeline.rs` runs
-//!   200,000 items of about 4 µs three to four times faster with queues of 256 than with the
-//!   default queues).
+//!   the last queue. All queues are bounded `crossbeam-channel` queues. The one in front of a
+//!   stage holds `max(2 × workers, 64)` items by default (see
+//!   [`capacity`](Pipeline::capacity)); the one in front of the consumer is as big as the last
+//!   stage's. A full queue blocks its senders, so a slow stage pushes back up to the source.
+//!   Small queues bound memory tightly, but nearly every hand-over through them wakes a
+//!   sleeping thread, which costs microseconds: the floor of 64 lets threads run in bursts
+//!   even for stages with few workers. `examples/pipeline.rs` compares the default queues
+//!   with queues of 256 on items of a few microseconds: on 2 busy cores the two ran within
+//!   noise of each other (four interleaved runs each, neither ahead in all of them), so
+//!   bigger queues pay only for cheaper items or bursty stages.
 //! - **Order without deadlock, in bounded memory.** Workers finish items out of order. The
 //!   consumer keeps a reorder buffer (a `VecDeque` indexed by `index - delivered`) and, while
 //!   it waits for the next item in order, *never stops draining the last queue*: if it did,
@@ -86,9 +87,11 @@
 //!   waiting times (for input, for room in the next queue) in local variables and merges them
 //!   into its stage's total once, as it exits: nothing shared is touched per item.
 //!
-//! Locking behaviour: the pipeline's threads block only on its queues, on the ordering window
-//! (the source), and inside user functions; the only locks are held briefly to record the
-//! first error and to merge counters at exit.
+//! # Locking
+//!
+//! The pipeline's threads block only on its queues, on the ordering window (the source), and inside
+//! user functions; the only locks are held briefly to record the first error and to merge counters
+//! at exit.
 
 // builder: `Pipeline`, its settings and the ways to run it.
 // stage:   starting a run: the queues, the source thread, the worker threads and their loops.

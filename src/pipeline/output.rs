@@ -43,9 +43,11 @@ use super::stats::{Counters, Report, StageStats};
 /// # Ok::<(), parkit::pipeline::PipelineError>(())
 /// ```
 ///
-/// Locking behaviour: `next` blocks the calling thread until the next item in order is ready,
-/// receiving (and buffering) every item that arrives meanwhile, so that no worker waits on a
-/// full last queue while the consumer waits for a slow item.
+/// # Locking
+///
+/// `next` blocks the calling thread until the next item in order is ready, receiving (and
+/// buffering) every item that arrives meanwhile, so that no worker waits on a full last queue while
+/// the consumer waits for a slow item.
 pub struct IntoIter<T> {
     rx: Receiver<Msg<T>>,
     shared: Arc<Shared>,
@@ -195,9 +197,6 @@ impl<T> IntoIter<T> {
     /// For a consumer that does something useful while it would wait, such as flushing what it
     /// has written so far so that a reader sees it at once.
     ///
-    /// Locking behaviour: never blocks; items that have arrived out of order are buffered as
-    /// [`next`](Iterator::next) buffers them.
-    ///
     /// # Examples
     ///
     /// ```
@@ -214,6 +213,11 @@ impl<T> IntoIter<T> {
     /// assert!(matches!(out.try_next(), Poll::Ready(None)));
     /// # Ok::<(), parkit::pipeline::PipelineError>(())
     /// ```
+    ///
+    /// # Locking
+    ///
+    /// Never blocks; items that have arrived out of order are buffered as [`next`](Iterator::next)
+    /// buffers them.
     pub fn try_next(&mut self) -> Poll<Option<Result<T, PipelineError>>> {
         self.poll_until(Instant::now())
     }
@@ -223,9 +227,6 @@ impl<T> IntoIter<T> {
     ///
     /// For a consumer that must look at something else now and then while it waits (`fibo`
     /// checks whether the reader of its output is still there).
-    ///
-    /// Locking behaviour: blocks the calling thread for at most `timeout` (a little more when
-    /// the run is cancelled meanwhile: noticed within 10 ms).
     ///
     /// # Examples
     ///
@@ -240,6 +241,11 @@ impl<T> IntoIter<T> {
     /// let got = out.next_timeout(Duration::from_secs(30));
     /// assert!(matches!(got, std::task::Poll::Ready(Some(Ok(0)))));
     /// ```
+    ///
+    /// # Locking
+    ///
+    /// Blocks the calling thread for at most `timeout` (a little more when the run is cancelled
+    /// meanwhile: noticed within 10 ms).
     pub fn next_timeout(&mut self, timeout: Duration) -> Poll<Option<Result<T, PipelineError>>> {
         self.poll_until(Instant::now() + timeout)
     }

@@ -138,8 +138,10 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// Takes the next message; `None` when the queue is closed and empty or the run is cancelled.
 ///
-/// Locking behaviour: blocks until a message arrives, the senders are gone, or the run is
-/// cancelled (noticed within [`POLL`]).
+/// # Locking
+///
+/// Blocks until a message arrives, the senders are gone, or the run is cancelled (noticed within
+/// [`POLL`]).
 pub(crate) fn recv<T>(rx: &Receiver<T>, shared: &Shared) -> Option<T> {
     match rx.try_recv() {
         Ok(msg) => return Some(msg),
@@ -159,8 +161,10 @@ pub(crate) fn recv<T>(rx: &Receiver<T>, shared: &Shared) -> Option<T> {
 /// Sends a message; `false` when the receivers are gone or the run is cancelled (the message
 /// is then dropped).
 ///
-/// Locking behaviour: blocks while the queue is full, until there is room, the receivers are
-/// gone, or the run is cancelled (noticed within [`POLL`]).
+/// # Locking
+///
+/// Blocks while the queue is full, until there is room, the receivers are gone, or the run is
+/// cancelled (noticed within [`POLL`]).
 pub(crate) fn send<T>(tx: &Sender<T>, msg: T, shared: &Shared) -> bool {
     let mut msg = match tx.try_send(msg) {
         Ok(()) => return true,
