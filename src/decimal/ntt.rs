@@ -665,8 +665,10 @@ const POOL_BUFFERS: usize = 6;
 /// shoot-downs, about a quarter of the run time. The pool keeps at most [`POOL_BUFFERS`]
 /// buffers and is emptied when the last scope ends, so nothing stays allocated afterwards.
 ///
-/// Locking behaviour: a short global mutex around taking and giving buffers; it is never held
-/// while other work runs.
+/// # Locking
+///
+/// A short global mutex around taking and giving buffers; it is never held while other work
+/// runs.
 #[derive(Debug)]
 pub(crate) struct BufferScope(());
 

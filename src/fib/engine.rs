@@ -381,9 +381,6 @@ impl Fibonacci {
 
     /// F(n), reusing a cached pair at or a little below `n` when there is one.
     ///
-    /// Locking behaviour: takes the cache's per-key cell for the pair it computes; never holds a
-    /// cache shard lock while computing (see [`MemoCache::get_or_compute`]).
-    ///
     /// # Examples
     ///
     /// ```
@@ -395,6 +392,14 @@ impl Fibonacci {
     /// # Panics
     ///
     /// If an input is past [`MAX_N`] (see [`Fibonacci::check_size`]), before any work starts.
+    ///
+    /// # Locking
+    ///
+    /// Takes the cache's per-key cell for the pair it computes; never holds a cache shard lock
+    /// while computing (see [`MemoCache::get_or_compute`]). Every method that computes (`get`,
+    /// `pair`, `batch`, `batch_map`, ...) blocks its caller until its values are ready; called
+    /// from inside the engine's own pool, a waiter computes a pair in progress itself rather
+    /// than wait for it.
     #[must_use]
     pub fn get(&self, n: u64) -> BigUint {
         self.batch(&[n]).pop().expect("one input gives one output")
