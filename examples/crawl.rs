@@ -22,7 +22,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use parkit::crawl::{Crawler, LocalSite, SitePlan};
+use parkit::crawl::Crawler;
+use parkit_test_site::{LocalSite, SitePlan};
 
 /// Crawl web pages with parkit's fetch -> extract -> organize pipeline.
 #[derive(Debug, Parser)]
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // Keep the local site alive for the whole crawl.
     let (site, urls, default_delay) = if args.urls.is_empty() {
-        let plan = SitePlan::new(args.site_pages).with_slow_pages(
+        let plan = SitePlan::new(args.site_pages).slow_pages(
             50,
             Duration::from_millis(50),
             Duration::from_millis(200),

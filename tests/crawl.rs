@@ -7,9 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use parkit::crawl::{
-    CrawlReport, Crawler, FetchErrorKind, Fetcher, LocalSite, Outcome, SitePlan, Url,
-};
+use parkit::crawl::{CrawlReport, Crawler, FetchErrorKind, Fetcher, Outcome, Url};
+use parkit_test_site::{LocalSite, SitePlan};
 
 mod common;
 use common::watchdog;
@@ -20,8 +19,8 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 /// The test site: 1,000 pages, one in 50 slow (50-200 ms), and `/hang`.
 fn full_site() -> LocalSite {
     let plan = SitePlan::new(PAGES)
-        .with_slow_pages(50, Duration::from_millis(50), Duration::from_millis(200))
-        .with_hang(true);
+        .slow_pages(50, Duration::from_millis(50), Duration::from_millis(200))
+        .hang(true);
     LocalSite::start(plan).expect("bind 127.0.0.1:0")
 }
 

@@ -23,7 +23,8 @@ use crate::pipeline::{Pipeline, PipelineError};
 ///
 /// ```
 /// use std::time::Duration;
-/// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+/// use parkit::crawl::Crawler;
+/// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(200))?;
 /// let report = Crawler::new([site.url("/")])
@@ -62,7 +63,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// let report = Crawler::new([site.url("/"), site.url("/page/3")]).run()?;
@@ -97,7 +99,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(100))?;
     /// let report = Crawler::new([site.url("/")]).with_max_depth(1).run()?;
@@ -116,7 +119,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(100))?;
     /// let report = Crawler::new([site.url("/")]).with_max_pages(25).run()?;
@@ -135,7 +139,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
     /// let report = Crawler::new([site.url("/")]).with_fetchers(4).run()?;
@@ -161,7 +166,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
     /// let report = Crawler::new([site.url("/")]).with_parsers(1).run()?;
@@ -187,7 +193,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
     /// // The home page links to http://localhost:<port>/, another host name.
@@ -208,9 +215,10 @@ impl Crawler {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
-    /// let site = LocalSite::start(SitePlan::new(20).with_hang(true))?;
+    /// let site = LocalSite::start(SitePlan::new(20).hang(true))?;
     /// let report = Crawler::new([site.url("/")])
     ///     .with_timeout(Duration::from_millis(300))
     ///     .run()?;
@@ -238,7 +246,8 @@ impl Crawler {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(5))?;
     /// let report = Crawler::new([site.url("/")]).with_delay(Duration::from_millis(5)).run()?;
@@ -256,7 +265,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
     /// let report = Crawler::new([site.url("/big")]).with_max_body(4096).run()?;
@@ -274,7 +284,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
     /// // /old/3 redirects to a page: with no redirects allowed, that page is a broken link.
@@ -293,7 +304,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(5))?;
     /// let report = Crawler::new([site.url("/")]).with_user_agent("book-crawler/1.0").run()?;
@@ -345,7 +357,8 @@ impl Crawler {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(100))?;
     /// let report = Crawler::new([site.url("/")]).with_max_depth(100).run()?;

@@ -31,7 +31,8 @@ use super::links::extract_links;
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use parkit::crawl::{Fetcher, LocalSite, SitePlan, Url};
+/// use parkit::crawl::{Fetcher, Url};
+/// use parkit_test_site::{LocalSite, SitePlan};
 /// use parkit::pipeline::Pipeline;
 ///
 /// let site = LocalSite::start(SitePlan::new(20))?;
@@ -142,7 +143,8 @@ impl Fetcher {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+    /// use parkit::crawl::Fetcher;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(5))?;
     /// let fetcher = Fetcher::new().with_max_body(1000);
@@ -162,7 +164,8 @@ impl Fetcher {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{FetchErrorKind, Fetcher, LocalSite, SitePlan};
+    /// use parkit::crawl::{FetchErrorKind, Fetcher};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
     /// let url = site.url("/loop/a").parse()?; // /loop/a -> /loop/b -> /loop/a -> ...
@@ -265,7 +268,8 @@ impl Fetcher {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+    /// use parkit::crawl::Fetcher;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(40))?;
     /// let page = Fetcher::new().fetch(&site.url("/old/3").parse()?)?; // a 301 to a page
@@ -325,7 +329,8 @@ impl Fetcher {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+    /// use parkit::crawl::Fetcher;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(40))?;
     /// let page = Fetcher::new().fetch_once(&site.url("/old/3").parse()?)?;
@@ -454,7 +459,8 @@ impl Politeness {
 /// # Examples
 ///
 /// ```
-/// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+/// use parkit::crawl::Fetcher;
+/// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(10))?;
 /// let page = Fetcher::new().fetch(&site.url("/page/1").parse()?)?;
@@ -497,7 +503,8 @@ impl Page {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+    /// use parkit::crawl::Fetcher;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// let fetcher = Fetcher::new();
@@ -517,7 +524,8 @@ impl Page {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+    /// use parkit::crawl::Fetcher;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(40))?;
     /// assert!(Fetcher::new().fetch_once(&site.url("/old/3").parse()?)?.is_redirect());
@@ -533,7 +541,8 @@ impl Page {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+    /// use parkit::crawl::Fetcher;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// let page = Fetcher::new().fetch(&site.url("/page/2").parse()?)?;
@@ -641,9 +650,10 @@ impl fmt::Display for FetchErrorKind {
 ///
 /// ```
 /// use std::time::Duration;
-/// use parkit::crawl::{FetchErrorKind, Fetcher, LocalSite, SitePlan};
+/// use parkit::crawl::{FetchErrorKind, Fetcher};
+/// use parkit_test_site::{LocalSite, SitePlan};
 ///
-/// let site = LocalSite::start(SitePlan::new(10).with_hang(true))?;
+/// let site = LocalSite::start(SitePlan::new(10).hang(true))?;
 /// let fetcher = Fetcher::new().with_timeout(Duration::from_millis(300));
 /// let err = fetcher.fetch(&site.url("/hang").parse()?).unwrap_err(); // never answers
 /// assert_eq!(err.kind(), FetchErrorKind::Timeout);

@@ -8,7 +8,8 @@
 //! The report prints as a summary table and as JSON.
 //!
 //! ```
-//! use parkit::crawl::{Crawler, LocalSite, SitePlan};
+//! use parkit::crawl::Crawler;
+//! use parkit_test_site::{LocalSite, SitePlan};
 //!
 //! // A generated site of 60 pages on 127.0.0.1, with broken links and redirects.
 //! let site = LocalSite::start(SitePlan::new(60))?;
@@ -19,6 +20,10 @@
 //! println!("{report}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The examples here crawl `parkit_test_site::LocalSite`, a generated site served on
+//! 127.0.0.1 that counts its requests and knows its own link graph. It is test support from
+//! this repository (`crates/parkit-test-site`, a dev-dependency), not part of parkit's API.
 //!
 //! The parts can be used on their own: a [`Fetcher`] (timeouts, bounded redirects, a
 //! politeness delay per host, a cap on body sizes) works as a pipeline stage of its own, and
@@ -92,18 +97,15 @@
 // organize: the organizer's state: URL table, depths, limits, relaxation, the final report.
 // report:  `CrawlReport` and its records, summary table and JSON.
 // json:    a small JSON tree and printer (no serde_json: see the file for why).
-// site:    `LocalSite`: a generated site on 127.0.0.1 for the example, tests and doctests.
 mod crawler;
 mod fetch;
 mod json;
 mod links;
 mod organize;
 mod report;
-mod site;
 
 pub use crawler::{CrawlError, Crawler};
 pub use fetch::{FetchError, FetchErrorKind, Fetcher, Page, Redirect};
 pub use links::extract_links;
 pub use report::{BrokenLink, CrawlReport, Outcome, PageRecord, Totals};
-pub use site::{LocalSite, SitePlan};
 pub use url::Url;

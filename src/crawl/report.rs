@@ -101,7 +101,8 @@ impl fmt::Display for Outcome {
 /// # Examples
 ///
 /// ```
-/// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+/// use parkit::crawl::Crawler;
+/// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(10))?;
 /// let report = Crawler::new([site.url("/")]).run()?;
@@ -140,7 +141,8 @@ pub struct PageRecord {
 /// # Examples
 ///
 /// ```
-/// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+/// use parkit::crawl::Crawler;
+/// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(40))?;
 /// let report = Crawler::new([site.url("/")]).run()?;
@@ -165,7 +167,8 @@ pub struct BrokenLink {
 /// # Examples
 ///
 /// ```
-/// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+/// use parkit::crawl::Crawler;
+/// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(30))?;
 /// let report = Crawler::new([site.url("/")]).run()?;
@@ -246,7 +249,8 @@ impl Totals {
 /// # Examples
 ///
 /// ```
-/// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+/// use parkit::crawl::Crawler;
+/// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(50))?;
 /// let report = Crawler::new([site.url("/")]).with_fetchers(8).run()?;
@@ -280,7 +284,8 @@ impl CrawlReport {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// let report = Crawler::new([site.url("/")]).run()?;
@@ -302,7 +307,8 @@ impl CrawlReport {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// let report = Crawler::new([site.url("/")]).run()?;
@@ -338,7 +344,8 @@ impl CrawlReport {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Crawler, LocalSite, SitePlan};
+    /// use parkit::crawl::Crawler;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// let report = Crawler::new([site.url("/")]).run()?;

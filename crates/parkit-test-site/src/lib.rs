@@ -1,6 +1,14 @@
 //! [`LocalSite`]: a generated web site served on 127.0.0.1, with cycles, broken links,
-//! redirects, slow pages and a page that never answers; for the example, the tests and the
-//! doctests. It counts the requests for each path.
+//! redirects, slow pages and a page that never answers, for the crawler of
+//! [parkit](../parkit/crawl/index.html): its example, tests and doctests use it. It counts the
+//! requests for each path and knows its own link graph, so a test can check a crawl against
+//! it.
+//!
+//! Test support, not part of parkit's API: parkit takes it as a dev-dependency, and it is not
+//! published. It needs nothing but `std`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
@@ -26,19 +34,19 @@ use std::time::Duration;
 ///   `http://localhost:{port}/`, the same server under another host name; and to a
 ///   `mailto:` and a `javascript:` URL; it also holds a link inside an HTML comment;
 /// - `/big` (linked from nowhere) is a 256 KiB page;
-/// - with [`with_hang`](SitePlan::with_hang), page `pages / 2` links to `/hang`, which
+/// - with [`hang`](SitePlan::hang), page `pages / 2` links to `/hang`, which
 ///   accepts the connection, reads the request and never answers;
-/// - with [`with_slow_pages`](SitePlan::with_slow_pages), some pages answer late.
+/// - with [`slow_pages`](SitePlan::slow_pages), some pages answer late.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use parkit::crawl::SitePlan;
+/// use parkit_test_site::SitePlan;
 ///
 /// let plan = SitePlan::new(1000)
-///     .with_slow_pages(50, Duration::from_millis(50), Duration::from_millis(200))
-///     .with_hang(true);
+///     .slow_pages(50, Duration::from_millis(50), Duration::from_millis(200))
+///     .hang(true);
 /// assert_eq!(plan.pages(), 1000);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +62,7 @@ impl SitePlan {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::SitePlan;
+    /// use parkit_test_site::SitePlan;
     ///
     /// assert_eq!(SitePlan::new(0).pages(), 1);
     /// ```
@@ -73,9 +81,9 @@ impl SitePlan {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use parkit::crawl::{LocalSite, SitePlan};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
-    /// let plan = SitePlan::new(10).with_slow_pages(5, Duration::from_millis(20), Duration::from_millis(40));
+    /// let plan = SitePlan::new(10).slow_pages(5, Duration::from_millis(20), Duration::from_millis(40));
     /// let site = LocalSite::start(plan)?;
     /// assert!(site.delay_of("/page/2") >= Duration::from_millis(20));
     /// assert_eq!(site.delay_of("/page/3"), Duration::ZERO);
@@ -85,8 +93,11 @@ impl SitePlan {
     /// # Panics
     ///
     /// If `every` is 0 or `min > max`.
-    pub fn with_slow_pages(mut self, every: usize, min: Duration, max: Duration) -> Self {
-        assert!(every > 0 && min <= max, "parkit::crawl: bad slow-page plan");
+    pub fn slow_pages(mut self, every: usize, min: Duration, max: Duration) -> Self {
+        assert!(
+            every > 0 && min <= max,
+            "parkit-test-site: bad slow-page plan"
+        );
         self.slow = Some((every, min, max));
         self
     }
@@ -96,13 +107,13 @@ impl SitePlan {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{LocalSite, SitePlan};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
-    /// let site = LocalSite::start(SitePlan::new(10).with_hang(true))?;
+    /// let site = LocalSite::start(SitePlan::new(10).hang(true))?;
     /// assert!(site.links("/page/5").contains(&"/hang".to_string()));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn with_hang(mut self, hang: bool) -> Self {
+    pub fn hang(mut self, hang: bool) -> Self {
         self.hang = hang;
         self
     }
@@ -112,7 +123,7 @@ impl SitePlan {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::SitePlan;
+    /// use parkit_test_site::SitePlan;
     ///
     /// assert_eq!(SitePlan::new(7).pages(), 7);
     /// ```
@@ -313,13 +324,19 @@ impl Inner {
 /// # Examples
 ///
 /// ```
-/// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+/// use std::io::{Read, Write};
+/// use std::net::TcpStream;
+/// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(10))?;
-/// let page = Fetcher::new().fetch(&site.url("/page/1").parse()?)?;
-/// assert_eq!(page.status, 200);
+/// let mut conn = TcpStream::connect(site.addr())?;
+/// conn.write_all(b"GET /page/1 HTTP/1.0\r\n\r\n")?; // HTTP/1.0: closed after the answer
+/// let mut answer = String::new();
+/// conn.read_to_string(&mut answer)?;
+/// assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
+/// assert!(answer.contains("<h1>Page 1</h1>"));
 /// assert_eq!(site.hits()["/page/1"], 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct LocalSite {
     addr: SocketAddr,
@@ -333,7 +350,7 @@ impl LocalSite {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{LocalSite, SitePlan};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(3))?;
     /// assert!(site.addr().ip().is_loopback() && site.addr().port() != 0);
@@ -360,7 +377,7 @@ impl LocalSite {
         let acceptor = thread::Builder::new()
             .name("parkit-site".into())
             .spawn(move || accept(&listener, &server))
-            .expect("parkit::crawl: cannot spawn the site's thread");
+            .expect("parkit-test-site: cannot spawn the site's thread");
         Ok(LocalSite {
             addr,
             inner,
@@ -373,7 +390,7 @@ impl LocalSite {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{LocalSite, SitePlan};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(3))?;
     /// assert_eq!(site.url("/"), format!("http://{}/", site.addr()));
@@ -388,7 +405,7 @@ impl LocalSite {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{LocalSite, SitePlan};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(3))?;
     /// assert!(site.url("/page/2").starts_with("http://127.0.0.1:"));
@@ -403,13 +420,17 @@ impl LocalSite {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+    /// use std::io::{Read, Write};
+    /// use std::net::TcpStream;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(3))?;
     /// assert!(site.hits().is_empty());
-    /// Fetcher::new().fetch(&site.url("/nope").parse()?)?;
+    /// let mut conn = TcpStream::connect(site.addr())?;
+    /// conn.write_all(b"GET /nope HTTP/1.0\r\n\r\n")?;
+    /// conn.read_to_end(&mut Vec::new())?;
     /// assert_eq!(site.hits()["/nope"], 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn hits(&self) -> BTreeMap<String, u64> {
         self.inner
@@ -424,13 +445,18 @@ impl LocalSite {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{Fetcher, LocalSite, SitePlan};
+    /// use std::io::{Read, Write};
+    /// use std::net::TcpStream;
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(3))?;
-    /// Fetcher::new().fetch(&site.url("/").parse()?)?;
+    /// let mut conn = TcpStream::connect(site.addr())?;
+    /// conn.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    /// conn.read_to_end(&mut Vec::new())?;
+    /// assert_eq!(site.hits().len(), 1);
     /// site.reset_hits();
     /// assert!(site.hits().is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn reset_hits(&self) {
         self.inner
@@ -446,7 +472,7 @@ impl LocalSite {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{LocalSite, SitePlan};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// assert_eq!(site.links("/page/1")[..3], ["/page/3", "/page/4", "/"]);
@@ -472,7 +498,7 @@ impl LocalSite {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{LocalSite, SitePlan};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// assert_eq!(site.redirect("/loop/a").as_deref(), Some("/loop/b"));
@@ -489,7 +515,7 @@ impl LocalSite {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use parkit::crawl::{LocalSite, SitePlan};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// assert_eq!(site.delay_of("/"), Duration::ZERO);
@@ -505,7 +531,7 @@ impl LocalSite {
     /// # Examples
     ///
     /// ```
-    /// use parkit::crawl::{LocalSite, SitePlan};
+    /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// let depths = site.depths_from("/");
