@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use parkit::crawl::Crawler;
+use parkit::crawl::{Crawler, Fetcher};
 use parkit_test_site::{LocalSite, SitePlan};
 
 /// Crawl web pages with parkit's fetch -> extract -> organize pipeline.
@@ -109,13 +109,17 @@ fn main() -> ExitCode {
         delay.as_millis()
     );
     let crawler = Crawler::new(urls)
-        .with_max_depth(args.depth)
-        .with_max_pages(args.max_pages)
-        .with_fetchers(args.fetchers)
-        .with_parsers(args.parsers)
-        .with_same_host_only(!args.all_hosts)
-        .with_timeout(Duration::from_millis(args.timeout_ms))
-        .with_delay(delay);
+        .max_depth(args.depth)
+        .max_pages(args.max_pages)
+        .fetchers(args.fetchers)
+        .parsers(args.parsers)
+        .same_host_only(!args.all_hosts)
+        .fetcher(
+            Fetcher::builder()
+                .timeout(Duration::from_millis(args.timeout_ms))
+                .delay(delay)
+                .build(),
+        );
     match crawler.run() {
         Ok(report) => {
             if args.json {

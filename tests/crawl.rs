@@ -64,9 +64,9 @@ fn full_crawl_fetches_every_reachable_url_exactly_once() {
     let report = crawl(
         "full crawl",
         Crawler::new([site.url("/")])
-            .with_max_depth(u32::MAX)
-            .with_fetchers(16)
-            .with_timeout(TIMEOUT),
+            .max_depth(u32::MAX)
+            .fetchers(16)
+            .fetcher(Fetcher::builder().timeout(TIMEOUT).build()),
     );
     let expected = site.depths_from("/");
     assert!(
@@ -171,7 +171,7 @@ fn depth_limit_is_respected() {
         let site = LocalSite::start(SitePlan::new(PAGES)).unwrap();
         let report = crawl(
             "depth-limited crawl",
-            Crawler::new([site.url("/")]).with_max_depth(max_depth),
+            Crawler::new([site.url("/")]).max_depth(max_depth),
         );
         let expected: BTreeMap<String, u32> = site
             .depths_from("/")
@@ -196,8 +196,8 @@ fn page_limit_is_respected() {
         let report = crawl(
             "page-limited crawl",
             Crawler::new([site.url("/")])
-                .with_max_pages(max_pages)
-                .with_fetchers(8),
+                .max_pages(max_pages)
+                .fetchers(8),
         );
         assert_eq!(report.totals.fetched, max_pages);
         assert_eq!(site.hits().values().sum::<u64>(), max_pages as u64);
@@ -219,9 +219,9 @@ fn same_report_whatever_the_number_of_workers() {
         let report = crawl(
             "crawl",
             Crawler::new([site.url("/")])
-                .with_max_depth(u32::MAX)
-                .with_fetchers(fetchers)
-                .with_parsers(parsers),
+                .max_depth(u32::MAX)
+                .fetchers(fetchers)
+                .parsers(parsers),
         );
         assert!(site.hits().values().all(|&n| n == 1));
         let pages: Vec<_> = report
@@ -249,8 +249,9 @@ fn a_silent_server_times_out() {
     let site = full_site();
     let url: Url = site.url("/hang").parse().unwrap();
     let err = watchdog(10, "fetch /hang", move || {
-        Fetcher::new()
-            .with_timeout(TIMEOUT)
+        Fetcher::builder()
+            .timeout(TIMEOUT)
+            .build()
             .fetch(&url)
             .unwrap_err()
     });
@@ -261,7 +262,7 @@ fn a_silent_server_times_out() {
 #[test]
 fn fetch_follows_redirects_within_bounds_and_caps_bodies() {
     let site = LocalSite::start(SitePlan::new(PAGES)).unwrap();
-    let fetcher = Fetcher::new().with_timeout(Duration::from_secs(5));
+    let fetcher = Fetcher::builder().timeout(Duration::from_secs(5)).build();
     let page = fetcher
         .fetch(&site.url("/old/100").parse().unwrap())
         .unwrap();
@@ -282,7 +283,7 @@ fn fetch_follows_redirects_within_bounds_and_caps_bodies() {
     let big = fetcher.fetch(&site.url("/big").parse().unwrap()).unwrap();
     assert!(!big.truncated && big.body.len() > 256 << 10);
     assert!(paths(&big.links()).contains("/after-the-cap"));
-    let capped = Fetcher::new().with_max_body(10_000);
+    let capped = Fetcher::builder().max_body(10_000).build();
     let big = capped.fetch(&site.url("/big").parse().unwrap()).unwrap();
     assert!(big.truncated);
     assert_eq!((big.bytes, big.body.len()), (10_000, 10_000));
@@ -296,8 +297,8 @@ fn all_hosts_follows_links_to_other_host_names() {
     let report = crawl(
         "all hosts",
         Crawler::new([site.url("/")])
-            .with_max_depth(1)
-            .with_same_host_only(false),
+            .max_depth(1)
+            .same_host_only(false),
     );
     assert_eq!(report.totals.other_hosts, 0);
     let hosts: BTreeSet<String> = report
@@ -318,9 +319,23 @@ fn politeness_delay_keeps_every_page() {
     let report = crawl(
         "polite crawl",
         Crawler::new([site.url("/")])
-            .with_max_depth(u32::MAX)
-            .with_delay(Duration::from_millis(2)),
+            .max_depth(u32::MAX)
+            .fetcher(Fetcher::builder().delay(Duration::from_millis(2)).build()),
     );
     assert_eq!(report.totals.fetched, site.depths_from("/").len());
     assert!(site.hits().values().all(|&n| n == 1));
+}
+
+#[test]
+fn the_crawlers_fetcher_sets_the_body_cap() {
+    let site = LocalSite::start(SitePlan::new(20)).unwrap();
+    let fetcher = Fetcher::builder().max_body(4096).build();
+    let report = crawl(
+        "capped crawl",
+        Crawler::new([site.url("/big")]).fetcher(fetcher),
+    );
+    assert_eq!(report.pages.len(), 1);
+    assert!(report.pages[0].truncated && report.pages[0].bytes == 4096);
+    assert_eq!(report.pages[0].links_out, 0); // the only link is past the cap
+    assert_eq!(site.hits()["/big"], 1);
 }

@@ -14,8 +14,11 @@ use super::organize::{Limits, Organizer, Parsed, Task};
 use super::report::CrawlReport;
 use crate::pipeline::{Pipeline, PipelineError};
 
-/// A crawl to run: start URLs and limits. Build it with [`Crawler::new`] and the `with_*`
-/// methods, then [`run`](Crawler::run) it (as often as you like).
+/// A crawl to run: start URLs, limits, worker counts and the [`Fetcher`] that makes the
+/// requests. Build it with [`Crawler::new`] and the setters, named as rayon's
+/// `ThreadPoolBuilder` names them ([`max_depth`](Crawler::max_depth),
+/// [`fetchers`](Crawler::fetchers), ...), then [`run`](Crawler::run) it (as often as you
+/// like).
 ///
 /// See the [module documentation](super) for the pipeline and the frontier loop.
 ///
@@ -23,16 +26,16 @@ use crate::pipeline::{Pipeline, PipelineError};
 ///
 /// ```
 /// use std::time::Duration;
-/// use parkit::crawl::Crawler;
+/// use parkit::crawl::{Crawler, Fetcher};
 /// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(200))?;
 /// let report = Crawler::new([site.url("/")])
-///     .with_max_depth(3)
-///     .with_max_pages(100)
-///     .with_fetchers(8)
-///     .with_parsers(2)
-///     .with_timeout(Duration::from_secs(5))
+///     .max_depth(3)
+///     .max_pages(100)
+///     .fetchers(8)
+///     .parsers(2)
+///     .fetcher(Fetcher::builder().timeout(Duration::from_secs(5)).build())
 ///     .run()?;
 /// assert!(report.totals.fetched <= 100);
 /// assert!(report.pages.iter().all(|p| p.depth <= 3));
@@ -47,18 +50,14 @@ pub struct Crawler {
     fetchers: usize,
     parsers: usize,
     same_host_only: bool,
-    timeout: Duration,
-    delay: Duration,
-    max_body: usize,
-    max_redirects: u32,
-    user_agent: Option<String>,
+    fetcher: Arc<Fetcher>,
 }
 
 impl Crawler {
     /// A crawl from `start` (URLs as text; checked by [`run`](Crawler::run)) with the
     /// defaults: depth up to 10, at most 10,000 pages, 16 fetchers and 2 parsers, the start
-    /// URLs' hosts only, 10 s per request, no politeness delay, bodies capped at 2 MiB, at
-    /// most 5 redirects in a row.
+    /// URLs' hosts only, and [`Fetcher::new`] (10 s per request, no politeness delay, bodies
+    /// capped at 2 MiB, at most 5 redirects in a row).
     ///
     /// # Examples
     ///
@@ -83,11 +82,7 @@ impl Crawler {
             fetchers: 16,
             parsers: 2,
             same_host_only: true,
-            timeout: Duration::from_secs(10),
-            delay: Duration::ZERO,
-            max_body: 2 << 20,
-            max_redirects: 5,
-            user_agent: None,
+            fetcher: Arc::new(Fetcher::new()),
         }
     }
 
@@ -103,12 +98,12 @@ impl Crawler {
     /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(100))?;
-    /// let report = Crawler::new([site.url("/")]).with_max_depth(1).run()?;
+    /// let report = Crawler::new([site.url("/")]).max_depth(1).run()?;
     /// assert!(report.pages.iter().all(|p| p.depth <= 1));
     /// assert!(report.totals.beyond_depth > 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_max_depth(mut self, depth: u32) -> Self {
+    pub fn max_depth(mut self, depth: u32) -> Self {
         self.max_depth = depth;
         self
     }
@@ -123,12 +118,12 @@ impl Crawler {
     /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(100))?;
-    /// let report = Crawler::new([site.url("/")]).with_max_pages(25).run()?;
+    /// let report = Crawler::new([site.url("/")]).max_pages(25).run()?;
     /// assert_eq!(report.totals.fetched, 25);
     /// assert_eq!(site.hits().values().sum::<u64>(), 25);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_max_pages(mut self, pages: usize) -> Self {
+    pub fn max_pages(mut self, pages: usize) -> Self {
         self.max_pages = pages;
         self
     }
@@ -143,7 +138,7 @@ impl Crawler {
     /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
-    /// let report = Crawler::new([site.url("/")]).with_fetchers(4).run()?;
+    /// let report = Crawler::new([site.url("/")]).fetchers(4).run()?;
     /// assert_eq!(report.pipeline.stage("fetch").unwrap().workers, 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -151,7 +146,7 @@ impl Crawler {
     /// # Panics
     ///
     /// If `fetchers` is 0.
-    pub fn with_fetchers(mut self, fetchers: usize) -> Self {
+    pub fn fetchers(mut self, fetchers: usize) -> Self {
         assert!(
             fetchers > 0,
             "parkit::crawl: at least one fetcher is needed"
@@ -170,7 +165,7 @@ impl Crawler {
     /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
-    /// let report = Crawler::new([site.url("/")]).with_parsers(1).run()?;
+    /// let report = Crawler::new([site.url("/")]).parsers(1).run()?;
     /// assert_eq!(report.pipeline.stage("extract").unwrap().workers, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -178,7 +173,7 @@ impl Crawler {
     /// # Panics
     ///
     /// If `parsers` is 0.
-    pub fn with_parsers(mut self, parsers: usize) -> Self {
+    pub fn parsers(mut self, parsers: usize) -> Self {
         assert!(parsers > 0, "parkit::crawl: at least one parser is needed");
         self.parsers = parsers;
         self
@@ -198,135 +193,49 @@ impl Crawler {
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
     /// // The home page links to http://localhost:<port>/, another host name.
-    /// let report = Crawler::new([site.url("/")]).with_same_host_only(true).run()?;
+    /// let report = Crawler::new([site.url("/")]).same_host_only(true).run()?;
     /// assert_eq!(report.totals.other_hosts, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_same_host_only(mut self, same_host_only: bool) -> Self {
+    pub fn same_host_only(mut self, same_host_only: bool) -> Self {
         self.same_host_only = same_host_only;
         self
     }
 
-    /// Sets the time limit of each request (10 s by default); see
-    /// [`Fetcher::with_timeout`]. A page that does not answer in time is reported with
-    /// [`FetchErrorKind::Timeout`](super::FetchErrorKind::Timeout).
+    /// Sets the [`Fetcher`] of the fetch stage ([`Fetcher::new`] by default): its timeout
+    /// bounds each request (a page that does not answer in time is reported with
+    /// [`FetchErrorKind::Timeout`](super::FetchErrorKind::Timeout)), its politeness delay
+    /// spaces the requests to each host, its body cap bounds what is read, its `User-Agent`
+    /// is sent, and its [`max_redirects`](Fetcher::max_redirects) bounds chains of redirects:
+    /// the URL a longer chain leads to is reported as a broken link instead of being fetched.
+    ///
+    /// Takes a `Fetcher` or an `Arc<Fetcher>`: the fetch threads, every run of this crawler
+    /// and of its clones, and any other holder of the `Arc` share one connection pool and one
+    /// politeness table.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
-    /// use parkit::crawl::Crawler;
+    /// use parkit::crawl::{Crawler, Fetcher};
     /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(20).hang(true))?;
-    /// let report = Crawler::new([site.url("/")])
-    ///     .with_timeout(Duration::from_millis(300))
-    ///     .run()?;
-    /// assert_eq!(report.totals.timeouts, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
+    /// let fetcher = Fetcher::builder().timeout(Duration::from_millis(300)).build();
+    /// let report = Crawler::new([site.url("/")]).fetcher(fetcher).run()?;
+    /// assert_eq!(report.totals.timeouts, 1); // /hang
     ///
-    /// # Panics
-    ///
-    /// If `timeout` is zero.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        assert!(
-            !timeout.is_zero(),
-            "parkit::crawl: the request timeout must be more than zero"
-        );
-        self.timeout = timeout;
-        self
-    }
-
-    /// Sets the politeness delay: requests to the same host start at least this far apart
-    /// (none by default); see [`Fetcher::with_delay`]. Use a few hundred milliseconds for
-    /// servers you do not own.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use parkit::crawl::Crawler;
-    /// use parkit_test_site::{LocalSite, SitePlan};
-    ///
-    /// let site = LocalSite::start(SitePlan::new(5))?;
-    /// let report = Crawler::new([site.url("/")]).with_delay(Duration::from_millis(5)).run()?;
-    /// assert!(report.totals.fetched > 5);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-
-    /// Sets the most bytes read of a body (2 MiB by default); see
-    /// [`Fetcher::with_max_body`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use parkit::crawl::Crawler;
-    /// use parkit_test_site::{LocalSite, SitePlan};
-    ///
-    /// let site = LocalSite::start(SitePlan::new(20))?;
-    /// let report = Crawler::new([site.url("/big")]).with_max_body(4096).run()?;
-    /// assert!(report.pages[0].truncated && report.pages[0].bytes == 4096);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
-    }
-
-    /// Sets how many redirects in a row are followed (5 by default); the URL a longer chain
-    /// leads to is reported as a broken link instead of being fetched.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use parkit::crawl::Crawler;
-    /// use parkit_test_site::{LocalSite, SitePlan};
-    ///
-    /// let site = LocalSite::start(SitePlan::new(20))?;
     /// // /old/3 redirects to a page: with no redirects allowed, that page is a broken link.
-    /// let report = Crawler::new([site.url("/old/3")]).with_max_redirects(0).run()?;
+    /// let report = Crawler::new([site.url("/old/3")])
+    ///     .fetcher(Fetcher::builder().max_redirects(0).build())
+    ///     .run()?;
     /// assert_eq!(report.totals.fetched, 1);
     /// assert_eq!(report.broken.len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_max_redirects(mut self, redirects: u32) -> Self {
-        self.max_redirects = redirects;
+    pub fn fetcher(mut self, fetcher: impl Into<Arc<Fetcher>>) -> Self {
+        self.fetcher = fetcher.into();
         self
-    }
-
-    /// Sets the `User-Agent` header (`parkit-crawl/<version>` by default).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use parkit::crawl::Crawler;
-    /// use parkit_test_site::{LocalSite, SitePlan};
-    ///
-    /// let site = LocalSite::start(SitePlan::new(5))?;
-    /// let report = Crawler::new([site.url("/")]).with_user_agent("book-crawler/1.0").run()?;
-    /// assert!(report.totals.ok > 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.user_agent = Some(user_agent.into());
-        self
-    }
-
-    /// The fetcher this crawl's fetch stage uses.
-    fn fetcher(&self) -> Fetcher {
-        let fetcher = Fetcher::new()
-            .with_timeout(self.timeout)
-            .with_delay(self.delay)
-            .with_max_body(self.max_body);
-        match &self.user_agent {
-            Some(agent) => fetcher.with_user_agent(agent.clone()),
-            None => fetcher,
-        }
     }
 
     /// Parses and cleans the start URLs.
@@ -361,7 +270,7 @@ impl Crawler {
     /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(100))?;
-    /// let report = Crawler::new([site.url("/")]).with_max_depth(100).run()?;
+    /// let report = Crawler::new([site.url("/")]).max_depth(100).run()?;
     /// let expected = site.depths_from("/");
     /// assert_eq!(report.totals.fetched, expected.len());
     /// for page in &report.pages {
@@ -391,7 +300,7 @@ impl Crawler {
         let limits = Limits {
             max_depth: self.max_depth,
             max_pages: self.max_pages,
-            max_redirects: self.max_redirects,
+            max_redirects: self.fetcher.max_redirects(),
             same_host_only: self.same_host_only,
         };
         let (tx, rx) = unbounded();
@@ -407,7 +316,7 @@ impl Crawler {
         // Stops the source if the run ends early (an error, or a panic unwinding through).
         let _stop = StopOnDrop(Arc::clone(&frontier.stop));
         let log = Arc::clone(&frontier.log);
-        let fetcher = self.fetcher();
+        let fetcher = Arc::clone(&self.fetcher);
         let org = Arc::clone(&organizer);
         let run = Pipeline::from(frontier)
             .stage("fetch", self.fetchers, move |task: Task| {

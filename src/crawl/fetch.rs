@@ -16,6 +16,10 @@ use super::links::extract_links;
 /// Fetches web pages over HTTP(S): a timeout on the whole request, redirects followed up to a
 /// bound, a politeness delay between requests to the same host, and a cap on body sizes.
 ///
+/// [`Fetcher::new`] gives the defaults; [`Fetcher::builder`] sets them one by one, as rayon's
+/// `ThreadPoolBuilder` does for a pool. The getters ([`timeout`](Fetcher::timeout), ...) read
+/// them back.
+///
 /// One `Fetcher` is meant to be shared by every fetching thread (it is `Send + Sync`; share it
 /// by reference or in an `Arc`): the threads then share its connection pool and its
 /// politeness table. Proxies from the environment are not used: requests go straight to the
@@ -32,11 +36,11 @@ use super::links::extract_links;
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use parkit::crawl::{Fetcher, Url};
-/// use parkit_test_site::{LocalSite, SitePlan};
 /// use parkit::pipeline::Pipeline;
+/// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(20))?;
-/// let fetcher = Arc::new(Fetcher::new().with_timeout(Duration::from_secs(5)));
+/// let fetcher = Arc::new(Fetcher::builder().timeout(Duration::from_secs(5)).build());
 /// let urls: Vec<Url> = (1..20).map(|i| site.url(&format!("/page/{i}")).parse().unwrap()).collect();
 /// let statuses = Pipeline::from(urls)
 ///     .stage("fetch", 8, move |url| fetcher.fetch(&url).map(|page| page.status))
@@ -63,37 +67,55 @@ impl Default for Fetcher {
 /// The `User-Agent` header sent by default.
 const USER_AGENT: &str = concat!("parkit-crawl/", env!("CARGO_PKG_VERSION"));
 
-impl Fetcher {
-    /// A fetcher with a 10 s timeout per request, at most 5 redirects, bodies capped at 2 MiB
-    /// and no politeness delay.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use parkit::crawl::Fetcher;
-    ///
-    /// let fetcher = Fetcher::new();
-    /// assert_eq!(fetcher.timeout(), Duration::from_secs(10));
-    /// assert_eq!(fetcher.delay(), Duration::ZERO);
-    /// ```
-    pub fn new() -> Self {
-        let timeout = Duration::from_secs(10);
-        Fetcher {
-            agent: agent(timeout, USER_AGENT),
-            timeout,
+/// The settings of a [`Fetcher`], set one by one; [`build`](FetcherBuilder::build) makes the
+/// fetcher. Made by [`Fetcher::builder`] (or `FetcherBuilder::default()`), with the defaults of
+/// [`Fetcher::new`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use parkit::crawl::Fetcher;
+///
+/// let fetcher = Fetcher::builder()
+///     .timeout(Duration::from_secs(5))
+///     .delay(Duration::from_millis(250))
+///     .max_body(1 << 20)
+///     .max_redirects(3)
+///     .user_agent("book-crawler/1.0")
+///     .build();
+/// assert_eq!(fetcher.timeout(), Duration::from_secs(5));
+/// assert_eq!((fetcher.max_body(), fetcher.max_redirects()), (1 << 20, 3));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a FetcherBuilder does nothing until it is built"]
+pub struct FetcherBuilder {
+    timeout: Duration,
+    delay: Duration,
+    max_body: usize,
+    max_redirects: u32,
+    user_agent: String,
+}
+
+impl Default for FetcherBuilder {
+    fn default() -> Self {
+        FetcherBuilder {
+            timeout: Duration::from_secs(10),
+            delay: Duration::ZERO,
             max_body: 2 << 20,
             max_redirects: 5,
             user_agent: USER_AGENT.to_owned(),
-            polite: Politeness::new(Duration::ZERO),
         }
     }
+}
 
-    /// Sets the time limit of each request: resolving the host name, connecting, sending the
-    /// request and receiving the whole response (headers and body). When it runs out the
-    /// request fails with [`FetchErrorKind::Timeout`], so a server that accepts a connection
-    /// and never answers holds a thread for at most this long. With redirects followed by
-    /// [`fetch`](Fetcher::fetch), each hop gets its own limit.
+impl FetcherBuilder {
+    /// Sets the time limit of each request (10 s by default): resolving the host name,
+    /// connecting, sending the request and receiving the whole response (headers and body).
+    /// When it runs out the request fails with [`FetchErrorKind::Timeout`] (see the example of
+    /// [`FetchError`]), so a server that accepts a connection and never answers holds a thread
+    /// for at most this long. With redirects followed by [`fetch`](Fetcher::fetch), each hop
+    /// gets its own limit.
     ///
     /// # Examples
     ///
@@ -101,25 +123,24 @@ impl Fetcher {
     /// use std::time::Duration;
     /// use parkit::crawl::Fetcher;
     ///
-    /// let fetcher = Fetcher::new().with_timeout(Duration::from_millis(500));
+    /// let fetcher = Fetcher::builder().timeout(Duration::from_millis(500)).build();
     /// assert_eq!(fetcher.timeout(), Duration::from_millis(500));
     /// ```
     ///
     /// # Panics
     ///
     /// If `timeout` is zero.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         assert!(
             !timeout.is_zero(),
             "parkit::crawl: the request timeout must be more than zero"
         );
         self.timeout = timeout;
-        self.agent = agent(timeout, &self.user_agent);
         self
     }
 
     /// Sets the politeness delay: requests to one host (whatever the port) start at least
-    /// this far apart, across every thread using this fetcher. Zero (the default) turns it
+    /// this far apart, across every thread using the fetcher. Zero (the default) turns it
     /// off. Be kind to servers you do not own: a few hundred milliseconds is usual.
     ///
     /// # Examples
@@ -128,11 +149,11 @@ impl Fetcher {
     /// use std::time::Duration;
     /// use parkit::crawl::Fetcher;
     ///
-    /// let fetcher = Fetcher::new().with_delay(Duration::from_millis(250));
+    /// let fetcher = Fetcher::builder().delay(Duration::from_millis(250)).build();
     /// assert_eq!(fetcher.delay(), Duration::from_millis(250));
     /// ```
-    pub fn with_delay(mut self, delay: Duration) -> Self {
-        self.polite = Politeness::new(delay);
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
         self
     }
 
@@ -147,19 +168,20 @@ impl Fetcher {
     /// use parkit_test_site::{LocalSite, SitePlan};
     ///
     /// let site = LocalSite::start(SitePlan::new(5))?;
-    /// let fetcher = Fetcher::new().with_max_body(1000);
+    /// let fetcher = Fetcher::builder().max_body(1000).build();
     /// let page = fetcher.fetch(&site.url("/big").parse()?)?;
     /// assert!(page.truncated && page.body.len() <= 1000);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_max_body(mut self, bytes: usize) -> Self {
+    pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
     }
 
     /// Sets how many redirects [`fetch`](Fetcher::fetch) follows before it gives up with
-    /// [`FetchErrorKind::Redirect`] (5 by default). [`fetch_once`](Fetcher::fetch_once)
-    /// follows none.
+    /// [`FetchErrorKind::Redirect`] (5 by default), and how long a chain of redirects a
+    /// [`Crawler`](super::Crawler) using the fetcher follows.
+    /// [`fetch_once`](Fetcher::fetch_once) follows none.
     ///
     /// # Examples
     ///
@@ -169,11 +191,11 @@ impl Fetcher {
     ///
     /// let site = LocalSite::start(SitePlan::new(20))?;
     /// let url = site.url("/loop/a").parse()?; // /loop/a -> /loop/b -> /loop/a -> ...
-    /// let err = Fetcher::new().with_max_redirects(3).fetch(&url).unwrap_err();
+    /// let err = Fetcher::builder().max_redirects(3).build().fetch(&url).unwrap_err();
     /// assert_eq!(err.kind(), FetchErrorKind::Redirect);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_max_redirects(mut self, redirects: u32) -> Self {
+    pub fn max_redirects(mut self, redirects: u32) -> Self {
         self.max_redirects = redirects;
         self
     }
@@ -185,16 +207,72 @@ impl Fetcher {
     /// ```
     /// use parkit::crawl::Fetcher;
     ///
-    /// let fetcher = Fetcher::new().with_user_agent("book-crawler/1.0");
+    /// let fetcher = Fetcher::builder().user_agent("book-crawler/1.0").build();
     /// assert_eq!(fetcher.user_agent(), "book-crawler/1.0");
     /// ```
-    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = user_agent.into();
-        self.agent = agent(self.timeout, &self.user_agent);
         self
     }
 
-    /// The time limit of each request; see [`with_timeout`](Fetcher::with_timeout).
+    /// The fetcher with these settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::crawl::{Fetcher, FetcherBuilder};
+    ///
+    /// let fetcher = FetcherBuilder::default().build();
+    /// assert_eq!(fetcher.timeout(), Fetcher::new().timeout());
+    /// ```
+    pub fn build(self) -> Fetcher {
+        Fetcher {
+            agent: agent(self.timeout, &self.user_agent),
+            timeout: self.timeout,
+            max_body: self.max_body,
+            max_redirects: self.max_redirects,
+            user_agent: self.user_agent,
+            polite: Politeness::new(self.delay),
+        }
+    }
+}
+
+impl Fetcher {
+    /// A fetcher with a 10 s timeout per request, at most 5 redirects, bodies capped at 2 MiB
+    /// and no politeness delay; [`builder`](Fetcher::builder) sets them otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use parkit::crawl::Fetcher;
+    ///
+    /// let fetcher = Fetcher::new();
+    /// assert_eq!(fetcher.timeout(), Duration::from_secs(10));
+    /// assert_eq!(fetcher.delay(), Duration::ZERO);
+    /// ```
+    pub fn new() -> Self {
+        FetcherBuilder::default().build()
+    }
+
+    /// A [`FetcherBuilder`] with the defaults of [`new`](Fetcher::new), to set the timeout,
+    /// the politeness delay, the body cap, the redirects followed and the `User-Agent`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use parkit::crawl::Fetcher;
+    ///
+    /// let fetcher = Fetcher::builder().timeout(Duration::from_millis(500)).build();
+    /// assert_eq!(fetcher.timeout(), Duration::from_millis(500));
+    /// assert_eq!(fetcher.max_redirects(), 5);
+    /// ```
+    pub fn builder() -> FetcherBuilder {
+        FetcherBuilder::default()
+    }
+
+    /// The time limit of each request; see [`FetcherBuilder::timeout`].
     ///
     /// # Examples
     ///
@@ -207,7 +285,7 @@ impl Fetcher {
         self.timeout
     }
 
-    /// The politeness delay per host; see [`with_delay`](Fetcher::with_delay).
+    /// The politeness delay per host; see [`FetcherBuilder::delay`].
     ///
     /// # Examples
     ///
@@ -220,7 +298,7 @@ impl Fetcher {
         self.polite.delay
     }
 
-    /// The cap on body sizes in bytes; see [`with_max_body`](Fetcher::with_max_body).
+    /// The cap on body sizes in bytes; see [`FetcherBuilder::max_body`].
     ///
     /// # Examples
     ///
@@ -234,7 +312,7 @@ impl Fetcher {
     }
 
     /// How many redirects [`fetch`](Fetcher::fetch) follows; see
-    /// [`with_max_redirects`](Fetcher::with_max_redirects).
+    /// [`FetcherBuilder::max_redirects`].
     ///
     /// # Examples
     ///
@@ -247,7 +325,7 @@ impl Fetcher {
         self.max_redirects
     }
 
-    /// The `User-Agent` header sent; see [`with_user_agent`](Fetcher::with_user_agent).
+    /// The `User-Agent` header sent; see [`FetcherBuilder::user_agent`].
     ///
     /// # Examples
     ///
@@ -603,7 +681,7 @@ impl fmt::Display for Redirect {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FetchErrorKind {
-    /// The request ran out of time (see [`Fetcher::with_timeout`]).
+    /// The request ran out of time (see [`FetcherBuilder::timeout`]).
     Timeout,
     /// The host name could not be resolved.
     Dns,
@@ -654,7 +732,7 @@ impl fmt::Display for FetchErrorKind {
 /// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(10).hang(true))?;
-/// let fetcher = Fetcher::new().with_timeout(Duration::from_millis(300));
+/// let fetcher = Fetcher::builder().timeout(Duration::from_millis(300)).build();
 /// let err = fetcher.fetch(&site.url("/hang").parse()?).unwrap_err(); // never answers
 /// assert_eq!(err.kind(), FetchErrorKind::Timeout);
 /// assert!(err.to_string().starts_with("timeout: "));

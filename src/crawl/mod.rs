@@ -13,7 +13,7 @@
 //!
 //! // A generated site of 60 pages on 127.0.0.1, with broken links and redirects.
 //! let site = LocalSite::start(SitePlan::new(60))?;
-//! let report = Crawler::new([site.url("/")]).with_fetchers(4).run()?;
+//! let report = Crawler::new([site.url("/")]).fetchers(4).run()?;
 //! assert!(report.totals.fetched > 60);
 //! assert!(site.hits().values().all(|&n| n == 1)); // every page fetched exactly once
 //! assert!(!report.broken.is_empty());
@@ -39,14 +39,14 @@
 //! ```
 //!
 //! - **fetch**: one HTTP request per URL with [`Fetcher::fetch_once`], on
-//!   [`with_fetchers`](Crawler::with_fetchers) threads (16 by default). Requests block, which
+//!   [`fetchers`](Crawler::fetchers) threads (16 by default). Requests block, which
 //!   is fine: every stage of a [`Pipeline`](crate::pipeline::Pipeline) has threads of its own,
 //!   never rayon's. Redirects are *not* followed here: a 3xx response goes on as a page whose
 //!   `Location` the organizer treats like a link, so a redirect's target is fetched once even
 //!   when other pages link to it too, and a redirect loop ends like any cycle.
 //! - **extract**: parses HTML with an HTML5 parser (`scraper`, over `html5ever`) and resolves
 //!   every `<a href>` and `<area href>` against the page's URL (or its `<base href>`), dropping
-//!   fragments, on [`with_parsers`](Crawler::with_parsers) threads (2 by default).
+//!   fragments, on [`parsers`](Crawler::parsers) threads (2 by default).
 //! - **organize**: one thread that owns every piece of crawl state without a lock held across
 //!   anything but its own bookkeeping: the table of known URLs (deduplication), their depths,
 //!   the links of each page, who links to whom (for the broken-link report), redirects, and
@@ -66,12 +66,12 @@
 //! unbounded), so the ring of bounded queues is broken there; the source waits only on the
 //! channel, which it polls, also watching a stop flag set when the run ends early. Why it
 //! always ends: the organizer schedules each URL at most once (it keeps every URL it has seen)
-//! and at most [`with_max_pages`](Crawler::with_max_pages) of them; no stage drops an item (a
-//! failed fetch is an outcome, not an error), so each scheduled URL is organized once and
-//! subtracted once; and each item takes bounded time: a request is cut off after
-//! [`with_timeout`](Crawler::with_timeout) (name resolution, connecting, sending and receiving
-//! the whole body), a body is read up to [`with_max_body`](Crawler::with_max_body) bytes,
-//! and the politeness wait is bounded by the delay times the number of fetchers. Memory is
+//! and at most [`max_pages`](Crawler::max_pages) of them; no stage drops an item (a failed
+//! fetch is an outcome, not an error), so each scheduled URL is organized once and subtracted
+//! once; and each item takes bounded time: a request is cut off after the fetcher's
+//! [`timeout`](Fetcher::timeout) (name resolution, connecting, sending and receiving the whole
+//! body), a body is read up to its [`max_body`](Fetcher::max_body) bytes, and the politeness
+//! wait is bounded by the delay times the number of threads using the fetcher. Memory is
 //! bounded too: the channel never holds more than `max_pages` URLs.
 //!
 //! **Depths are exact.** Pages finish in any order, so a URL may first be found through a long
@@ -105,7 +105,7 @@ mod organize;
 mod report;
 
 pub use crawler::{CrawlError, Crawler};
-pub use fetch::{FetchError, FetchErrorKind, Fetcher, Page, Redirect};
+pub use fetch::{FetchError, FetchErrorKind, Fetcher, FetcherBuilder, Page, Redirect};
 pub use links::extract_links;
 pub use report::{BrokenLink, CrawlReport, Outcome, PageRecord, Totals};
 pub use url::Url;

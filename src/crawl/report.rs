@@ -253,7 +253,7 @@ impl Totals {
 /// use parkit_test_site::{LocalSite, SitePlan};
 ///
 /// let site = LocalSite::start(SitePlan::new(50))?;
-/// let report = Crawler::new([site.url("/")]).with_fetchers(8).run()?;
+/// let report = Crawler::new([site.url("/")]).fetchers(8).run()?;
 /// let table = report.to_string();
 /// assert!(table.contains("broken links") && table.contains("bottleneck"));
 /// let json = report.to_json();
