@@ -128,7 +128,7 @@ fn parallel_result_is_the_same_on_any_pool() {
     }
     assert_eq!(
         fib_mod(n, 1_000_000_007),
-        (&want % 1_000_000_007u64).try_into().unwrap()
+        u64::try_from(&want % 1_000_000_007u64).unwrap()
     );
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use ureq::Agent;
 use url::Url;
 
@@ -651,7 +652,7 @@ impl Page {
 /// assert_eq!(hop.to_string(), "301 http://a.test/old -> http://a.test/new");
 /// # Ok::<(), url::ParseError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Redirect {
     /// The URL that redirected.
     pub from: Url,
@@ -678,7 +679,8 @@ impl fmt::Display for Redirect {
 ///
 /// assert_eq!(FetchErrorKind::Timeout.to_string(), "timeout");
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum FetchErrorKind {
     /// The request ran out of time (see [`FetcherBuilder::timeout`]).
@@ -700,7 +702,7 @@ pub enum FetchErrorKind {
 }
 
 impl FetchErrorKind {
-    pub(crate) fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             FetchErrorKind::Timeout => "timeout",
             FetchErrorKind::Dns => "dns",
@@ -738,7 +740,7 @@ impl fmt::Display for FetchErrorKind {
 /// assert!(err.to_string().starts_with("timeout: "));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct FetchError {
     kind: FetchErrorKind,
     message: String,

@@ -1,164 +1,146 @@
-//! A small JSON tree and its pretty printer, for [`CrawlReport::to_json`].
-//!
-//! Written by hand rather than with `serde_json`: a library that pulls `serde_json` into its
-//! users' builds adds `impl PartialEq<serde_json::Value> for u64` and friends to every crate
-//! that links it, which breaks type inference in code like `x.try_into().unwrap() == 5u64`
-//! (it broke one of this crate's own tests under `--all-features`).
-//!
-//! [`CrawlReport::to_json`]: super::CrawlReport::to_json
+//! How a [`CrawlReport`] serializes with serde, in the shape [`CrawlReport::to_json`]
+//! documents: the records derive `Serialize` (in `report.rs` and `fetch.rs`); here are the
+//! parts that need a hand: an [`Outcome`] as `status` and `error`, times as fractional
+//! milliseconds, the totals with their rate, and the pipeline's counters.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
-/// A JSON value.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Json {
-    Null,
-    Bool(bool),
-    Int(u64),
-    /// Written with up to 3 decimals; not finite: `null`.
-    Float(f64),
-    Str(String),
-    Array(Vec<Json>),
-    /// Keys in the order given.
-    Object(Vec<(&'static str, Json)>),
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Serialize, Serializer};
+
+use super::report::{CrawlReport, Outcome, Totals};
+use crate::pipeline::StageStats;
+
+/// `x` rounded to 3 decimals: milliseconds to the microsecond, rates to a thousandth.
+fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
 }
 
-impl Json {
-    /// A duration as fractional milliseconds.
-    pub(crate) fn ms(d: Duration) -> Json {
-        Json::Float(d.as_secs_f64() * 1e3)
-    }
+/// A duration as fractional milliseconds (`serialize_with` of the `*_ms` fields).
+pub(super) fn ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round3(d.as_secs_f64() * 1e3))
+}
 
-    /// A string, or `null`.
-    pub(crate) fn opt_str(s: Option<&str>) -> Json {
-        s.map_or(Json::Null, |s| Json::Str(s.to_owned()))
+/// `"status": 200, "error": null` or `"status": null, "error": {"kind", "message"}`; the
+/// records flatten it into their own fields.
+impl Serialize for Outcome {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("status", &self.status())?;
+        map.serialize_entry("error", &self.error())?;
+        map.end()
     }
+}
 
-    /// Pretty-printed: objects and arrays of containers one entry per line, two spaces per
-    /// level; arrays and objects of scalars only, and objects inside arrays, on one line.
-    pub(crate) fn pretty(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out, 0, true);
-        out
-    }
+/// The totals and their rate.
+#[derive(Serialize)]
+struct TotalsJson<'a> {
+    #[serde(flatten)]
+    totals: &'a Totals,
+    pages_per_sec: f64,
+}
 
-    fn is_scalar(&self) -> bool {
-        !matches!(self, Json::Array(_) | Json::Object(_))
-    }
+/// One row of the pipeline's counters.
+#[derive(Serialize)]
+struct StageJson<'a> {
+    name: &'a str,
+    workers: usize,
+    items: u64,
+    #[serde(serialize_with = "ms")]
+    busy_ms: Duration,
+    #[serde(serialize_with = "ms")]
+    busy_per_worker_ms: Duration,
+    #[serde(serialize_with = "ms")]
+    wait_input_ms: Duration,
+    #[serde(serialize_with = "ms")]
+    wait_output_ms: Duration,
+}
 
-    fn write(&self, out: &mut String, level: usize, expand: bool) {
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Int(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Json::Float(x) if x.is_finite() => {
-                let text = format!("{x:.3}");
-                let text = text.trim_end_matches('0').trim_end_matches('.');
-                out.push_str(if text == "-0" { "0" } else { text });
-            }
-            Json::Float(_) => out.push_str("null"),
-            Json::Str(s) => string(out, s),
-            Json::Array(items) => {
-                let expand = expand && items.iter().any(|i| !i.is_scalar());
-                out.push('[');
-                for (k, item) in items.iter().enumerate() {
-                    separate(out, k, level + 1, expand);
-                    // Objects inside an array go on one line each: one page, one line.
-                    item.write(out, level + 1, false);
-                }
-                close(out, items.is_empty(), level, expand, ']');
-            }
-            Json::Object(fields) => {
-                let expand = expand && fields.iter().any(|(_, v)| !v.is_scalar());
-                out.push('{');
-                for (k, (key, value)) in fields.iter().enumerate() {
-                    separate(out, k, level + 1, expand);
-                    string(out, key);
-                    out.push_str(": ");
-                    value.write(out, level + 1, expand);
-                }
-                close(out, fields.is_empty(), level, expand, '}');
-            }
+impl<'a> From<&'a StageStats> for StageJson<'a> {
+    fn from(s: &'a StageStats) -> Self {
+        StageJson {
+            name: &s.name,
+            workers: s.workers,
+            items: s.items,
+            busy_ms: s.busy,
+            busy_per_worker_ms: s.busy_per_worker(),
+            wait_input_ms: s.wait_input,
+            wait_output_ms: s.wait_output,
         }
     }
 }
 
-fn separate(out: &mut String, k: usize, level: usize, expand: bool) {
-    if k > 0 {
-        out.push(',');
-    }
-    if expand {
-        out.push('\n');
-        out.push_str(&"  ".repeat(level));
-    } else if k > 0 {
-        out.push(' ');
-    }
+/// The pipeline's counters: the source and the stages, the crawl's bottleneck, the time.
+#[derive(Serialize)]
+struct PipelineJson<'a> {
+    stages: Vec<StageJson<'a>>,
+    bottleneck: Option<&'a str>,
+    #[serde(serialize_with = "ms")]
+    elapsed_ms: Duration,
 }
 
-fn close(out: &mut String, empty: bool, level: usize, expand: bool, bracket: char) {
-    if expand && !empty {
-        out.push('\n');
-        out.push_str(&"  ".repeat(level));
+/// `{"totals", "pages", "broken", "redirects", "pipeline"}`; see [`CrawlReport::to_json`].
+impl Serialize for CrawlReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let pipeline = PipelineJson {
+            stages: std::iter::once(self.pipeline.source())
+                .chain(self.pipeline.stages())
+                .map(StageJson::from)
+                .collect(),
+            bottleneck: self.bottleneck().map(|b| b.name.as_str()),
+            elapsed_ms: self.pipeline.elapsed(),
+        };
+        let totals = TotalsJson {
+            totals: &self.totals,
+            pages_per_sec: round3(self.totals.pages_per_sec()),
+        };
+        let mut report = s.serialize_struct("CrawlReport", 5)?;
+        report.serialize_field("totals", &totals)?;
+        report.serialize_field("pages", &self.pages)?;
+        report.serialize_field("broken", &self.broken)?;
+        report.serialize_field("redirects", &self.redirects)?;
+        report.serialize_field("pipeline", &pipeline)?;
+        report.end()
     }
-    out.push(bracket);
-}
-
-/// Writes `s` as a JSON string literal.
-fn string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+    use url::Url;
+
+    use super::super::report::{BrokenLink, PageRecord, too_many_redirects};
     use super::*;
 
     #[test]
-    fn scalars_and_escapes() {
-        let v = Json::Array(vec![
-            Json::Null,
-            Json::Bool(true),
-            Json::Int(42),
-            Json::Float(1.5),
-            Json::Float(2.0),
-            Json::Float(0.0001),
-            Json::Float(f64::NAN),
-            Json::Str("a \"q\" \\ \n\t\u{1}é".into()),
-        ]);
+    fn outcomes_flatten_into_status_and_error() {
+        let url = Url::parse("http://a.test/x").unwrap();
+        let page = PageRecord {
+            url: url.clone(),
+            depth: 2,
+            outcome: Outcome::Status(200),
+            links_out: 3,
+            redirect_to: None,
+            content_type: Some("text/html".into()),
+            bytes: 10,
+            truncated: false,
+            time: Duration::from_nanos(1_234_567),
+        };
         assert_eq!(
-            v.pretty(),
-            r#"[null, true, 42, 1.5, 2, 0, null, "a \"q\" \\ \n\t\u0001é"]"#
+            serde_json::to_value(&page).unwrap(),
+            json!({"url": "http://a.test/x", "depth": 2, "status": 200, "error": null,
+                   "links_out": 3, "redirect_to": null, "content_type": "text/html",
+                   "bytes": 10, "truncated": false, "time_ms": 1.235})
         );
-    }
-
-    #[test]
-    fn containers_expand_at_the_top_and_rows_stay_on_one_line() {
-        let row = |n| Json::Object(vec![("n", Json::Int(n)), ("tags", Json::Array(vec![]))]);
-        let v = Json::Object(vec![
-            ("rows", Json::Array(vec![row(1), row(2)])),
-            ("empty", Json::Object(vec![])),
-            ("total", Json::Int(2)),
-        ]);
+        let broken = BrokenLink {
+            url,
+            problem: too_many_redirects(5),
+            found_on: vec![],
+        };
         assert_eq!(
-            v.pretty(),
-            "{\n  \"rows\": [\n    {\"n\": 1, \"tags\": []},\n    {\"n\": 2, \"tags\": []}\n  ],\
-             \n  \"empty\": {},\n  \"total\": 2\n}"
+            serde_json::to_string(&broken).unwrap(),
+            "{\"url\":\"http://a.test/x\",\"status\":null,\"error\":{\"kind\":\"redirect\",\
+             \"message\":\"more than 5 redirects in a row\"},\"found_on\":[]}"
         );
     }
 }

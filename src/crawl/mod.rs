@@ -96,7 +96,7 @@
 // crawler: `Crawler`: the builder, the frontier loop and the three stages.
 // organize: the organizer's state: URL table, depths, limits, relaxation, the final report.
 // report:  `CrawlReport` and its records, summary table and JSON.
-// json:    a small JSON tree and printer (no serde_json: see the file for why).
+// json:    how the report serializes with serde: outcomes, milliseconds, totals, stages.
 mod crawler;
 mod fetch;
 mod json;

@@ -4,10 +4,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::Serialize;
 use url::Url;
 
 use super::fetch::{FetchError, FetchErrorKind, Redirect};
-use super::json::Json;
 use crate::pipeline::stats::{short, write_table};
 use crate::pipeline::{Report, StageStats};
 
@@ -111,14 +111,15 @@ impl fmt::Display for Outcome {
 /// assert!(home.links_out > 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct PageRecord {
     /// The URL fetched.
     pub url: Url,
     /// Its distance in links from the nearest start URL (redirects add none).
     pub depth: u32,
-    /// Its status, or why there was no response.
+    /// Its status, or why there was no response (`status` and `error` in JSON).
+    #[serde(flatten)]
     pub outcome: Outcome,
     /// The distinct links found on it (0 unless it is a 2xx HTML page).
     pub links_out: usize,
@@ -132,6 +133,7 @@ pub struct PageRecord {
     pub truncated: bool,
     /// Time of the request, from sending to the end of the body (`time_ms` in JSON); for a
     /// URL with no response, the time until the request gave up.
+    #[serde(rename = "time_ms", serialize_with = "super::json::ms")]
     pub time: Duration,
 }
 
@@ -151,12 +153,13 @@ pub struct PageRecord {
 /// assert_eq!(missing.found_on[0].path(), "/page/5");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct BrokenLink {
     /// The broken URL.
     pub url: Url,
-    /// What fetching it gave.
+    /// What fetching it gave (`status` and `error` in JSON).
+    #[serde(flatten)]
     pub problem: Outcome,
     /// The pages linking to it (or redirecting to it), sorted; empty for a start URL.
     pub found_on: Vec<Url>,
@@ -178,7 +181,7 @@ pub struct BrokenLink {
 /// assert!(t.pages_per_sec() > 0.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Totals {
     /// Distinct start URLs.
@@ -212,6 +215,7 @@ pub struct Totals {
     /// Bytes of body read, summed.
     pub bytes: u64,
     /// Wall-clock time of the crawl (`elapsed_ms` in JSON).
+    #[serde(rename = "elapsed_ms", serialize_with = "super::json::ms")]
     pub elapsed: Duration,
 }
 
@@ -240,7 +244,7 @@ impl Totals {
 ///
 /// `Display` prints a summary table with at most 10 broken links and 10 redirects; the
 /// alternate form (`{:#}`) lists them all. [`to_json`](CrawlReport::to_json) gives the whole
-/// report as JSON.
+/// report as JSON, and the report implements serde's `Serialize` in that shape.
 ///
 /// Pages are sorted by depth, then URL; broken links by URL; redirects by source URL, so the
 /// report of a crawl that did not reach its page limit is the same whatever the number of
@@ -326,9 +330,10 @@ impl CrawlReport {
         })
     }
 
-    /// The whole report as JSON: an object with `totals` (with `pages_per_sec`), `pages`,
-    /// `broken`, `redirects` and `pipeline` (one row per stage, times in milliseconds), with
-    /// one line per page, broken link or redirect. Each page reads
+    /// The whole report as pretty-printed JSON (`serde_json`'s layout, two spaces per level):
+    /// an object with `totals` (with `pages_per_sec`), `pages`, `broken`, `redirects` and
+    /// `pipeline` (one row per stage, the crawl's bottleneck and the elapsed time). Times are
+    /// fractional milliseconds to the microsecond, in fields ending `_ms`. Each page reads
     ///
     /// ```text
     /// {"url": "http://127.0.0.1:8080/page/1", "depth": 1, "status": 200, "error": null,
@@ -341,6 +346,9 @@ impl CrawlReport {
     /// `{"url", "status", "error", "found_on": [...]}` and a redirect
     /// `{"from", "to", "status"}`.
     ///
+    /// The report implements serde's `Serialize` in this shape, so it can also go into a
+    /// document of your own, or to another format.
+    ///
     /// # Examples
     ///
     /// ```
@@ -349,109 +357,15 @@ impl CrawlReport {
     ///
     /// let site = LocalSite::start(SitePlan::new(10))?;
     /// let report = Crawler::new([site.url("/")]).run()?;
-    /// let json = report.to_json();
-    /// let fetched = format!("\"fetched\": {},", report.totals.fetched);
-    /// assert!(json.contains(&fetched));
-    /// assert!(json.contains(&format!("{{\"url\": \"{}\", \"depth\": 0,", site.url("/"))));
+    /// let json: serde_json::Value = serde_json::from_str(&report.to_json())?;
+    /// assert_eq!(json["totals"]["fetched"], report.totals.fetched);
+    /// assert_eq!(json["pages"][0]["url"], site.url("/"));
+    /// assert_eq!(json["pages"][0]["status"], 200);
+    /// assert_eq!(json["pipeline"]["stages"][1]["name"], "fetch");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn to_json(&self) -> String {
-        let t = &self.totals;
-        let count = |n: usize| Json::Int(n as u64);
-        let url = |u: &Url| Json::Str(u.as_str().to_owned());
-        let outcome = |o: &Outcome| {
-            let status = o.status().map_or(Json::Null, |s| Json::Int(u64::from(s)));
-            let error = o.error().map_or(Json::Null, |e| {
-                Json::Object(vec![
-                    ("kind", Json::Str(e.kind().as_str().to_owned())),
-                    ("message", Json::Str(e.message().to_owned())),
-                ])
-            });
-            [("status", status), ("error", error)]
-        };
-        let totals = Json::Object(vec![
-            ("start_urls", count(t.start_urls)),
-            ("fetched", count(t.fetched)),
-            ("ok", count(t.ok)),
-            ("redirects", count(t.redirects)),
-            ("http_errors", count(t.http_errors)),
-            ("failed", count(t.failed)),
-            ("timeouts", count(t.timeouts)),
-            ("broken", count(t.broken)),
-            ("links", Json::Int(t.links)),
-            ("distinct_urls", count(t.distinct_urls)),
-            ("other_hosts", count(t.other_hosts)),
-            ("beyond_depth", count(t.beyond_depth)),
-            ("beyond_max_pages", count(t.beyond_max_pages)),
-            ("max_depth", Json::Int(u64::from(t.max_depth))),
-            ("bytes", Json::Int(t.bytes)),
-            ("elapsed_ms", Json::ms(t.elapsed)),
-            ("pages_per_sec", Json::Float(t.pages_per_sec())),
-        ]);
-        let pages = self.pages.iter().map(|p| {
-            let mut fields = vec![
-                ("url", url(&p.url)),
-                ("depth", Json::Int(u64::from(p.depth))),
-            ];
-            fields.extend(outcome(&p.outcome));
-            fields.extend([
-                ("links_out", count(p.links_out)),
-                (
-                    "redirect_to",
-                    p.redirect_to.as_ref().map_or(Json::Null, url),
-                ),
-                ("content_type", Json::opt_str(p.content_type.as_deref())),
-                ("bytes", Json::Int(p.bytes)),
-                ("truncated", Json::Bool(p.truncated)),
-                ("time_ms", Json::ms(p.time)),
-            ]);
-            Json::Object(fields)
-        });
-        let broken = self.broken.iter().map(|b| {
-            let mut fields = vec![("url", url(&b.url))];
-            fields.extend(outcome(&b.problem));
-            fields.push((
-                "found_on",
-                Json::Array(b.found_on.iter().map(url).collect()),
-            ));
-            Json::Object(fields)
-        });
-        let redirects = self.redirects.iter().map(|r| {
-            Json::Object(vec![
-                ("from", url(&r.from)),
-                ("to", url(&r.to)),
-                ("status", Json::Int(u64::from(r.status))),
-            ])
-        });
-        let stages = std::iter::once(self.pipeline.source())
-            .chain(self.pipeline.stages())
-            .map(|s| {
-                Json::Object(vec![
-                    ("name", Json::Str(s.name.clone())),
-                    ("workers", count(s.workers)),
-                    ("items", Json::Int(s.items)),
-                    ("busy_ms", Json::ms(s.busy)),
-                    ("busy_per_worker_ms", Json::ms(s.busy_per_worker())),
-                    ("wait_input_ms", Json::ms(s.wait_input)),
-                    ("wait_output_ms", Json::ms(s.wait_output)),
-                ])
-            });
-        let pipeline = Json::Object(vec![
-            ("stages", Json::Array(stages.collect())),
-            (
-                "bottleneck",
-                Json::opt_str(self.bottleneck().map(|b| b.name.as_str())),
-            ),
-            ("elapsed_ms", Json::ms(self.pipeline.elapsed())),
-        ]);
-        Json::Object(vec![
-            ("totals", totals),
-            ("pages", Json::Array(pages.collect())),
-            ("broken", Json::Array(broken.collect())),
-            ("redirects", Json::Array(redirects.collect())),
-            ("pipeline", pipeline),
-        ])
-        .pretty()
+        serde_json::to_string_pretty(self).expect("a crawl report is plain JSON")
     }
 }
 
