@@ -83,10 +83,7 @@ struct PipelineJson<'a> {
 impl Serialize for CrawlReport {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let pipeline = PipelineJson {
-            stages: std::iter::once(self.pipeline.source())
-                .chain(self.pipeline.stages())
-                .map(StageJson::from)
-                .collect(),
+            stages: self.pipeline.parts().map(StageJson::from).collect(),
             bottleneck: self.bottleneck().map(|b| b.name.as_str()),
             elapsed_ms: self.pipeline.elapsed(),
         };

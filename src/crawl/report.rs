@@ -8,7 +8,6 @@ use serde::Serialize;
 use url::Url;
 
 use super::fetch::{FetchError, FetchErrorKind, Redirect};
-use crate::pipeline::stats::{short, write_table};
 use crate::pipeline::{Report, StageStats};
 
 /// What fetching a URL gave: an HTTP status, or no complete response.
@@ -385,10 +384,10 @@ impl fmt::Display for CrawlReport {
         let plural = if t.start_urls == 1 { "" } else { "s" };
         writeln!(
             f,
-            "crawled {} URLs from {} start URL{plural} in {}: {:.1} pages/s, {} read, depth up to {}",
+            "crawled {} URLs from {} start URL{plural} in {:.2?}: {:.1} pages/s, {} read, depth up to {}",
             t.fetched,
             t.start_urls,
-            short(t.elapsed),
+            t.elapsed,
             t.pages_per_sec(),
             size(t.bytes),
             t.max_depth
@@ -434,12 +433,7 @@ impl fmt::Display for CrawlReport {
             writeln!(f, "  ... and {} more", self.redirects.len() - limit)?;
         }
         writeln!(f, "pipeline:")?;
-        let source = self.pipeline.source();
-        write_table(
-            f,
-            "  ",
-            std::iter::once(source).chain(self.pipeline.stages()),
-        )?;
+        writeln!(f, "{}", self.pipeline.table().indent("  "))?;
         match self.bottleneck() {
             Some(b) => write!(
                 f,
@@ -478,6 +472,8 @@ mod tests {
     fn sizes_and_durations_are_short() {
         assert_eq!(size(512), "512 B");
         assert_eq!(size(3 << 19), "1.5 MiB");
-        assert_eq!(short(Duration::from_millis(1500)), "1.50s");
+        // The header's elapsed time, as the pipeline's table writes times from 1 ms up.
+        assert_eq!(format!("{:.2?}", Duration::from_millis(1500)), "1.50s");
+        assert_eq!(format!("{:.2?}", Duration::from_micros(14_755)), "14.76ms");
     }
 }

@@ -98,15 +98,15 @@
 // shared:  what a run's threads share: cancel flag, first error, ordering window, totals.
 // output:  the consumer's end: `IntoIter`, the reorder buffer, shutdown and the report.
 // error:   `PipelineError` and `ErrorKind`.
-// stats:   `StageStats` and `Report`.
+// stats:   `StageStats`, `Report` and its `StageTable`.
 mod builder;
 mod error;
 mod output;
 mod shared;
 mod stage;
-pub(crate) mod stats;
+mod stats;
 
 pub use builder::Pipeline;
 pub use error::{ErrorKind, PipelineError};
 pub use output::IntoIter;
-pub use stats::{Report, StageStats};
+pub use stats::{Report, StageStats, StageTable};

@@ -1,4 +1,5 @@
-//! Per-stage counters ([`StageStats`]) and the [`Report`] of a finished run.
+//! Per-stage counters ([`StageStats`]), the [`Report`] of a finished run and its
+//! [`StageTable`].
 
 use std::fmt;
 use std::ops::AddAssign;
@@ -93,7 +94,8 @@ impl StageStats {
 /// Counters of a finished pipeline run: one [`StageStats`] per stage, the source and the sink,
 /// and the elapsed time.
 ///
-/// `Display` prints a small table with a line naming the [`bottleneck`](Report::bottleneck).
+/// `Display` prints a small table with a line naming the [`bottleneck`](Report::bottleneck);
+/// [`table`](Report::table) gives the table alone, to print inside a report of your own.
 ///
 /// # Examples
 ///
@@ -236,7 +238,7 @@ impl Report {
     /// # Ok::<(), parkit::pipeline::PipelineError>(())
     /// ```
     pub fn bottleneck(&self) -> &StageStats {
-        self.rows()
+        self.parts()
             .reduce(|best, s| {
                 if s.busy_per_worker() > best.busy_per_worker() {
                     s
@@ -247,15 +249,98 @@ impl Report {
             .unwrap_or(&self.source)
     }
 
-    fn rows(&self) -> impl Iterator<Item = &StageStats> + Clone {
+    /// Every part of the pipeline in flow order: the [source](Report::source), the
+    /// [stages](Report::stages), then the [sink](Report::sink) if there is one. These are the
+    /// rows of the [`table`](Report::table).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::pipeline::Pipeline;
+    ///
+    /// let report = Pipeline::from(0..5u8).stage("a", 1, |x| x).for_each(drop)?;
+    /// let names: Vec<_> = report.parts().map(|s| s.name.as_str()).collect();
+    /// assert_eq!(names, ["source", "a", "sink"]);
+    /// let busiest = report.parts().max_by_key(|s| s.busy).unwrap();
+    /// assert!(busiest.busy >= report.source().busy);
+    /// # Ok::<(), parkit::pipeline::PipelineError>(())
+    /// ```
+    pub fn parts(&self) -> impl Iterator<Item = &StageStats> + Clone {
         std::iter::once(&self.source)
             .chain(&self.stages)
             .chain(&self.sink)
     }
+
+    /// The table of [`parts`](Report::parts) that `Display` prints, without the line under
+    /// it: one line per part with its workers, items and times, under a header. Use it to
+    /// print the counters inside a report of your own, indented with
+    /// [`StageTable::indent`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::pipeline::Pipeline;
+    ///
+    /// let (_, report) = Pipeline::from(0..5u8).stage("a", 1, |x| x).collect_with_report()?;
+    /// let table = report.table().indent("  ").to_string();
+    /// let lines: Vec<&str> = table.lines().collect();
+    /// assert_eq!(lines.len(), 3); // the header, the source and stage "a"
+    /// assert!(lines[0].starts_with("  stage ") && lines[0].contains("busy/worker"));
+    /// assert!(lines[2].starts_with("  a ") && !table.ends_with('\n'));
+    /// assert!(report.to_string().starts_with(&report.table().to_string()));
+    /// # Ok::<(), parkit::pipeline::PipelineError>(())
+    /// ```
+    pub fn table(&self) -> StageTable<'_> {
+        StageTable {
+            report: self,
+            indent: "",
+        }
+    }
+}
+
+/// The table of a [`Report`]'s parts, as [`Report::table`] gives it: `Display` writes a header
+/// and one line per part (workers, items, busy time, busy time per worker, waits), times in
+/// the unit that keeps them short (`850ns`, `12.3µs`, `4.56ms`, `7.89s`), with no newline
+/// after the last line.
+///
+/// # Examples
+///
+/// ```
+/// use parkit::pipeline::Pipeline;
+///
+/// let report = Pipeline::from(0..5u8).for_each(drop)?;
+/// let table = report.table().to_string();
+/// assert_eq!(table.lines().count(), 3); // the header, the source and the sink
+/// assert!(table.lines().nth(2).unwrap().starts_with("sink "));
+/// # Ok::<(), parkit::pipeline::PipelineError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+#[must_use = "a StageTable does nothing until it is displayed"]
+pub struct StageTable<'a> {
+    report: &'a Report,
+    indent: &'a str,
+}
+
+impl<'a> StageTable<'a> {
+    /// Starts every line with `indent` (nothing by default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use parkit::pipeline::Pipeline;
+    ///
+    /// let report = Pipeline::from(0..5u8).for_each(drop)?;
+    /// let table = report.table().indent("> ").to_string();
+    /// assert!(table.lines().all(|line| line.starts_with("> ")));
+    /// # Ok::<(), parkit::pipeline::PipelineError>(())
+    /// ```
+    pub fn indent(self, indent: &'a str) -> Self {
+        StageTable { indent, ..self }
+    }
 }
 
 /// A duration in the unit that keeps it short: `850ns`, `12.3µs`, `4.56ms`, `7.89s`.
-pub(crate) fn short(d: Duration) -> String {
+fn short(d: Duration) -> String {
     let ns = d.as_nanos();
     if ns < 1_000 {
         format!("{ns}ns")
@@ -268,47 +353,44 @@ pub(crate) fn short(d: Duration) -> String {
     }
 }
 
-/// Writes one line per stage, each starting with `indent`, under a header: workers, items
-/// and times, the name column as wide as the longest name. Shared by [`Report`]'s `Display`
-/// and the crawler's report.
-pub(crate) fn write_table<'a>(
-    f: &mut fmt::Formatter<'_>,
-    indent: &str,
-    rows: impl Iterator<Item = &'a StageStats> + Clone,
-) -> fmt::Result {
-    let width = rows
-        .clone()
-        .map(|s| s.name.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max("stage".len());
-    writeln!(
-        f,
-        "{indent}{:<width$} {:>7} {:>10} {:>10} {:>11} {:>10} {:>10}",
-        "stage", "workers", "items", "busy", "busy/worker", "wait in", "wait out"
-    )?;
-    for s in rows {
-        writeln!(
+impl fmt::Display for StageTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let indent = self.indent;
+        let width = self
+            .report
+            .parts()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("stage".len());
+        write!(
             f,
             "{indent}{:<width$} {:>7} {:>10} {:>10} {:>11} {:>10} {:>10}",
-            s.name,
-            s.workers,
-            s.items,
-            short(s.busy),
-            short(s.busy_per_worker()),
-            short(s.wait_input),
-            short(s.wait_output),
+            "stage", "workers", "items", "busy", "busy/worker", "wait in", "wait out"
         )?;
+        for s in self.report.parts() {
+            write!(
+                f,
+                "\n{indent}{:<width$} {:>7} {:>10} {:>10} {:>11} {:>10} {:>10}",
+                s.name,
+                s.workers,
+                s.items,
+                short(s.busy),
+                short(s.busy_per_worker()),
+                short(s.wait_input),
+                short(s.wait_output),
+            )?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_table(f, "", self.rows())?;
         write!(
             f,
-            "{} items in {}; bottleneck: {}",
+            "{}\n{} items in {}; bottleneck: {}",
+            self.table(),
             self.items,
             short(self.elapsed),
             self.bottleneck().name
