@@ -290,10 +290,12 @@ impl Crawler {
     ///
     /// If a thread cannot be spawned.
     ///
-    /// Locking behaviour: blocks the calling thread until the crawl ends, which takes at
-    /// least as long as the slowest chain of pages (each request up to the timeout). The
-    /// work happens on the pipeline's own threads; call it from a thread of your own rather
-    /// than from a rayon worker.
+    /// # Locking
+    ///
+    /// Blocks the calling thread until the crawl ends, which takes at least as long as the
+    /// slowest chain of pages (each request up to the fetcher's timeout). The work happens on
+    /// the pipeline's own threads; call it from a thread of your own rather than from a rayon
+    /// worker.
     pub fn run(&self) -> Result<CrawlReport, CrawlError> {
         let started = Instant::now();
         let start = self.start_urls()?;

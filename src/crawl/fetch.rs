@@ -368,8 +368,10 @@ impl Fetcher {
     ///
     /// [`Timeout`]: FetchErrorKind::Timeout
     ///
-    /// Locking behaviour: blocks the calling thread for the politeness delay and the
-    /// requests, each bounded by the timeout. Do not call it on a rayon worker thread.
+    /// # Locking
+    ///
+    /// Blocks the calling thread for the politeness delay and the requests, each bounded by
+    /// the timeout. Do not call it on a rayon worker thread.
     pub fn fetch(&self, url: &Url) -> Result<Page, FetchError> {
         let started = Instant::now();
         let mut redirects = Vec::new();
@@ -424,7 +426,9 @@ impl Fetcher {
     ///
     /// As [`fetch`](Fetcher::fetch), except for redirects, which are not errors here.
     ///
-    /// Locking behaviour: as [`fetch`](Fetcher::fetch), for one request.
+    /// # Locking
+    ///
+    /// As [`fetch`](Fetcher::fetch), for one request.
     pub fn fetch_once(&self, url: &Url) -> Result<Page, FetchError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(FetchError::new(

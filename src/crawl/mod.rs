@@ -86,10 +86,12 @@
 //! an error. [`Crawler::run`] fails only for invalid start URLs, or when a stage panics (a bug):
 //! the pipeline stops and the [`CrawlError`] names the stage and the URL.
 //!
-//! Locking behaviour: [`Crawler::run`] blocks its caller until the crawl ends. The organizer's
-//! state sits behind a mutex that only the organizer thread takes while the crawl runs (and
-//! the caller once it has ended); the politeness table is locked briefly per request, never
-//! while sleeping or doing I/O.
+//! # Locking
+//!
+//! [`Crawler::run`] blocks its caller until the crawl ends. The organizer's state sits behind
+//! a mutex that only the organizer thread takes while the crawl runs (and the caller once it
+//! has ended); the fetcher's politeness table is locked briefly per request, never while
+//! sleeping or doing I/O.
 
 // fetch:   `Fetcher`: one HTTP GET with timeouts, redirects, politeness and a body cap.
 // links:   `extract_links`: an HTML parser over a page, URLs resolved and cleaned.

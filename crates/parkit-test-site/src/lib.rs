@@ -317,10 +317,6 @@ impl Inner {
 /// It counts the requests for each path, and knows its own link graph, so a test can check a
 /// crawl against it. Dropping it stops the server.
 ///
-/// Locking behaviour: [`hits`](LocalSite::hits) and every request lock the counts briefly.
-/// Dropping the site waits for the accepting thread, which exits at once; connection threads
-/// (a hanging one too) close their connections within 25 ms, in the background.
-///
 /// # Examples
 ///
 /// ```
@@ -338,6 +334,12 @@ impl Inner {
 /// assert_eq!(site.hits()["/page/1"], 1);
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// # Locking
+///
+/// [`hits`](LocalSite::hits) and every request lock the counts briefly. Dropping the site
+/// waits for the accepting thread, which exits at once; connection threads (a hanging one
+/// too) close their connections within 25 ms, in the background.
 pub struct LocalSite {
     addr: SocketAddr,
     inner: Arc<Inner>,
