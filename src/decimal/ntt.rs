@@ -317,6 +317,21 @@ fn contexts() -> &'static [Ctx; 3] {
     CTX.get_or_init(|| std::array::from_fn(|i| Ctx::new(PRIMES[i], GENERATORS[i])))
 }
 
+/// `w`, through an optimisation barrier, so that LLVM leaves the butterfly loop that uses it
+/// scalar.
+///
+/// On the baseline x86-64 target (SSE2) LLVM may auto-vectorize the butterfly loops, two lanes
+/// with each 64x64->128-bit product emulated by four 32-bit multiplies, and that vector loop is
+/// slower than the scalar one: `fibo 1e7 -j1` took 1.3x as long when it was chosen. Whether it
+/// was chosen depended on code elsewhere in the crate (it changed with an unrelated refactor),
+/// so the choice is made here. The barrier costs one register spill per butterfly; measured
+/// with it, the loops run as fast as the best scalar build (BENCHMARKS.md, issue 12). A real
+/// vector NTT (f64 FMA lanes) is issue 15's work.
+#[inline(always)]
+fn scalar(w: u64) -> u64 {
+    std::hint::black_box(w)
+}
+
 /// Forward butterfly: `(x, y) -> (x + w y, x - w y)`, inputs and outputs in `[0, 4p)`.
 #[inline(always)]
 fn ct(f: &Field, x: &mut u64, y: &mut u64, w: u64, wp: u64) {
@@ -361,7 +376,7 @@ fn fwd_levels(ctx: &Ctx, a: &mut [u64], width: usize) {
             let [w, wp] = *tw;
             let (lo, hi) = block.split_at_mut(span);
             for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                ct(f, x, y, w, wp);
+                ct(f, x, y, scalar(w), wp);
             }
         }
         half /= 2;
@@ -392,7 +407,7 @@ fn inv_levels(ctx: &Ctx, a: &mut [u64], width: usize) {
             let [w, wp] = *tw;
             let (lo, hi) = block.split_at_mut(span);
             for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                gs(f, x, y, w, wp);
+                gs(f, x, y, scalar(w), wp);
             }
         }
         half *= 2;
