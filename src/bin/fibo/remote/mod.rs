@@ -1,10 +1,9 @@
 //! The Celery side of `fibo worker` and `fibo submit` (feature `distributed`).
 //!
-//! celery-rs gives the task definition, the Celery messages (built from its `Signature` in
-//! [`task::batch_message`], decoded by its `Delivery`) and the result layout (`TaskMeta`
-//! under `celery-task-meta-ID`), so Python's Celery interoperates both ways. The Redis
-//! traffic around them is ours, on reconnecting connections that retry transient errors (see
-//! [`redis::patiently`]):
+//! celery-rs gives the Celery message type (built in [`task::batch_message`], decoded by its
+//! `Delivery`) and the result layout (`TaskMeta` under `celery-task-meta-ID`), so Python's
+//! Celery interoperates both ways. The Redis traffic around them is ours, on reconnecting
+//! connections that retry transient errors (see [`redis::patiently`]):
 //!
 //! - Messages are sent with one LPUSH per group (see [`redis::enqueue`]), not through
 //!   celery-rs's `send_task`, whose pooled connection failed a send outright when Redis
@@ -16,7 +15,8 @@
 //!   stalls for good once its Redis consumer reaches the prefetch limit: the stream answers
 //!   `Pending` without keeping a waker, and the task's "finished" event, which re-polls it,
 //!   is sent before the ack that frees the slot. That was seen here with prefetch 1 after one
-//!   task and prefetch 2 after two. It also sleeps a second whenever the queue is empty.
+//!   task and prefetch 2 after two. It also sleeps a second whenever the queue is empty. So
+//!   no celery-rs task type exists here: nothing would run its body.
 //! - States are stored with one SET each, and final ones are published to a subscribed
 //!   client as Python's Celery does. celery-rs's backend does not publish, and a Python
 //!   `get()` waits for that.

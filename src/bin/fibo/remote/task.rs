@@ -13,7 +13,6 @@
 use celery::backend::{TaskMeta, TaskState};
 use celery::error::TaskError;
 use celery::protocol::TryDeserializeMessage as _;
-use celery::task::TaskResult;
 use parkit::fib::{self, Fibonacci};
 use serde_json::value::RawValue;
 
@@ -72,18 +71,52 @@ impl Output {
     }
 }
 
-/// A `fibo.batch(ns, format, last)` call as a Celery message (protocol 2, JSON body, as
-/// celery-rs's `send_task` builds it) for `queue`: its task id and its text. Reusable by any
-/// client of the worker contract.
+/// A `fibo.batch(ns, format, last)` call as a Celery message (protocol 2, JSON body, the
+/// arguments by keyword, as celery-rs's `send_task` builds it) for `queue`: its task id and
+/// its text. Reusable by any client of the worker contract.
 pub(crate) fn batch_message(
     ns: Vec<u64>,
     format: &str,
     last: Option<u32>,
     queue: &str,
 ) -> Result<(String, String), String> {
-    let message = celery::protocol::Message::try_from(batch::new(ns, Some(format.into()), last))
-        .map_err(|e| e.to_string())?;
-    let info = celery::protocol::DeliveryInfo {
+    use celery::protocol::{
+        DeliveryInfo, Message, MessageBodyEmbed, MessageHeaders, MessageProperties,
+    };
+
+    /// The keyword arguments, named as [`PARAMS`].
+    #[derive(serde::Serialize)]
+    struct Kwargs<'a> {
+        ns: Vec<u64>,
+        format: &'a str,
+        last: Option<u32>,
+    }
+    // [args, kwargs, embed]: no positional arguments, and no canvas.
+    let body = (
+        [0u8; 0],
+        Kwargs { ns, format, last },
+        MessageBodyEmbed::default(),
+    );
+    let id = uuid::Uuid::new_v4().to_string();
+    let message = Message {
+        properties: MessageProperties {
+            correlation_id: id.clone(),
+            content_type: "application/json".into(),
+            content_encoding: "utf-8".into(),
+            reply_to: None,
+            delivery_info: None,
+        },
+        headers: MessageHeaders {
+            id: id.clone(),
+            task: TASK.into(),
+            // As celery-rs names the process that produced a task.
+            origin: Some(format!("gen{}@{}", std::process::id(), super::hostname())),
+            retries: Some(0),
+            ..Default::default()
+        },
+        raw_body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+    };
+    let info = DeliveryInfo {
         exchange: String::new(),
         routing_key: queue.to_string(),
     };
@@ -91,27 +124,7 @@ pub(crate) fn batch_message(
         .json_serialized(Some(info))
         .map_err(|e| e.to_string())?;
     let json = String::from_utf8(json).map_err(|e| e.to_string())?;
-    Ok((message.task_id().to_string(), json))
-}
-
-/// `fibo.batch(ns, format="value", last=None)`: the lines plain `fibo` prints for `ns`, in
-/// order, in value format: F(n) (`"value"`), its digit count (`"digits"`) or its last `last`
-/// digits (`"last"`).
-///
-/// The macro gives the task's name, its argument order for Python's positional arguments and
-/// the message `submit` sends ([`batch_message`]); the worker binds a message's arguments to
-/// the same names itself ([`read_call`]) and runs [`Job::run`] (this body is what
-/// celery-rs's own loop would run).
-#[celery::task(name = "fibo.batch")]
-async fn batch(ns: Vec<u64>, format: Option<String>, last: Option<u32>) -> TaskResult<Vec<String>> {
-    let job = Job::new(ns, format.as_deref(), last).map_err(TaskError::UnexpectedError)?;
-    let engine = Fibonacci::builder()
-        .build()
-        .map_err(|e| TaskError::UnexpectedError(e.to_string()))?;
-    tokio::task::spawn_blocking(move || job.run(&engine, u64::MAX))
-        .await
-        .map_err(|e| TaskError::UnexpectedError(e.to_string()))?
-        .map_err(TaskError::UnexpectedError)
+    Ok((id, json))
 }
 
 /// One task's work, checked.
@@ -692,6 +705,7 @@ mod tests {
         let headers = &v["headers"];
         assert_eq!(headers["id"], id.as_str());
         assert_eq!(v["properties"]["correlation_id"], id.as_str());
+        assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
         assert_eq!(headers["task"], TASK);
         assert_eq!(headers["retries"], 0);
         assert_eq!(headers["timelimit"], serde_json::json!([null, null]));
