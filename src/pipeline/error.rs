@@ -37,6 +37,35 @@ pub enum ErrorKind {
     Panicked,
 }
 
+/// The message of a panic, from the payload that [`std::panic::catch_unwind`] or
+/// [`std::thread::JoinHandle::join`] hands back: the text of `panic!("...")` (a `&str` or a
+/// `String` payload), or `None` for any other payload (`std::panic::panic_any`).
+///
+/// The same reading of a payload that [`PipelineError::panic_message`] reports, for code that
+/// catches panics at its own boundary (like [`std::panic::PanicHookInfo::payload_as_str`], for
+/// a payload instead of a hook's info).
+///
+/// # Examples
+///
+/// ```
+/// use parkit::pipeline::panic_message;
+///
+/// let caught = std::panic::catch_unwind(|| panic!("item {} is bad", 7)).unwrap_err();
+/// assert_eq!(panic_message(&*caught), Some("item 7 is bad"));
+///
+/// let caught = std::panic::catch_unwind(|| panic!("plain")).unwrap_err();
+/// assert_eq!(panic_message(&*caught), Some("plain"));
+///
+/// let caught = std::panic::catch_unwind(|| std::panic::panic_any(42)).unwrap_err();
+/// assert_eq!(panic_message(&*caught), None);
+/// ```
+pub fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
 #[derive(Debug)]
 enum Repr {
     Failed(BoxError),
@@ -85,13 +114,9 @@ impl PipelineError {
     }
 
     pub(crate) fn panicked(stage: Arc<str>, index: usize, payload: &(dyn Any + Send)) -> Self {
-        let message = if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "panic with a non-string payload".to_owned()
-        };
+        let message = panic_message(payload)
+            .unwrap_or("panic with a non-string payload")
+            .to_owned();
         PipelineError {
             stage,
             index,

@@ -97,7 +97,7 @@
 // stage:   starting a run: the queues, the source thread, the worker threads and their loops.
 // shared:  what a run's threads share: cancel flag, first error, ordering window, totals.
 // output:  the consumer's end: `IntoIter`, the reorder buffer, shutdown and the report.
-// error:   `PipelineError` and `ErrorKind`.
+// error:   `PipelineError`, `ErrorKind` and `panic_message`.
 // stats:   `StageStats`, `Report` and its `StageTable`.
 mod builder;
 mod error;
@@ -107,6 +107,6 @@ mod stage;
 mod stats;
 
 pub use builder::Pipeline;
-pub use error::{ErrorKind, PipelineError};
+pub use error::{ErrorKind, PipelineError, panic_message};
 pub use output::IntoIter;
 pub use stats::{Report, StageStats, StageTable};

@@ -2,7 +2,7 @@
 //! Redis as broker and result backend (cargo feature `distributed`).
 //!
 //! The arguments are always parsed, so that a build without the feature says how to get it
-//! instead of "unknown command"; the work itself is in `remote.rs`.
+//! instead of "unknown command"; the work itself is in `remote/`.
 
 #[cfg(not(feature = "distributed"))]
 use super::CliError;

@@ -344,11 +344,7 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let msg = parkit::pipeline::panic_message(&*p).unwrap_or_default();
             say(format_args!("internal error: {msg}"));
             ExitCode::from(1)
         }
