@@ -486,8 +486,7 @@ impl Drop for Waiter<'_> {
 
 /// A panic's message, for a 500.
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
+    parkit::pipeline::panic_message(p)
+        .unwrap_or("a panic")
+        .to_string()
 }
