@@ -54,14 +54,30 @@
 //!   driven by a cost estimate per task rather than a Granularity.
 //! - [`prelude`]: the traits that give rayon iterators this crate's adaptors.
 //! - [`baseline`]: the book's shared queue with a Condvar, done right, and a thread per input.
-//! - [`decimal`]: natural numbers in base 10^19 with parallel NTT multiplication, and F(n)
-//!   computed directly in decimal, so printing is a linear copy.
+//! - [`decimal`]: natural numbers in base 10^19 with parallel NTT multiplication, whose text is
+//!   a linear copy: a number type that knows no Fibonacci.
 //! - `crawl` (feature `crawl`): the book's web crawler, a fetch -> extract -> organize
 //!   pipeline with new URLs fed back to the fetchers.
-//! - [`fib`]: fast doubling, the mod-m path, digit counts, and the [`Fibonacci`](fib::Fibonacci)
-//!   batch engine.
+//! - [`fib`]: above both number types (`BigUint`, `DecNat`): one fast doubling written over
+//!   [`FibNumber`](fib::FibNumber), the mod-m path, digit counts, and the
+//!   [`Fibonacci`](fib::Fibonacci) batch engine with its one cache.
 //! - `fibo` (binary, `src/bin/fibo/`): the command-line tool, the web service and the Celery
 //!   worker and client, built on this library.
+//!
+//! Each layer uses only the ones before it: granularity, then the patterns (`divide`,
+//! `decompose`, `pipeline`, `schedule`), `memo`, the number type (`decimal`), `fib`, and the
+//! binary; `crawl` and `baseline` sit on the patterns.
+//!
+//! # Naming
+//!
+//! As in rayon and std: `par_*` for the parallel version of a sequential operation, `try_*`
+//! for a fallible one, `*_in` for a version generic over the number type. Builders
+//! ([`FibonacciBuilder`](fib::FibonacciBuilder), [`Pipeline`](pipeline::Pipeline)'s stages,
+//! the crawler's) configure with bare names (`threads(4)`, `capacity(64)`), like rayon's
+//! `ThreadPoolBuilder` and `std::thread::Builder`; `with_*` is kept for constructors
+//! ([`MemoCache::with_budget`](memo::MemoCache::with_budget) and `with_weigher`, like
+//! `Vec::with_capacity` and `HashMap::with_hasher`) and for iterator adaptors
+//! (`with_granularity`, like rayon's `with_min_len`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(unreachable_pub)]

@@ -548,14 +548,15 @@ impl Fibonacci {
 }
 
 impl Fibonacci {
-    /// The last `k` digits of F(n) for every n of `ns`, in input order, leading zeros kept,
-    /// as [`last_digits`](super::last_digits) gives them: a value with at most `k` digits is
-    /// given whole.
+    /// Calls `f(n, text)` with the last `k` digits of F(n) for every n of `ns`, in input order,
+    /// leading zeros kept, as [`last_digits`](super::last_digits) gives them: a value with at
+    /// most `k` digits is given whole.
     ///
     /// Whole values go through the engine in base 10^19 ([`batch_map`](Self::batch_map):
-    /// parallel, cached, neighbours by additions); the others are residues mod `10^k`, walked
-    /// through close values by additions ([`STEP_GAP`](super::STEP_GAP)) on the calling thread,
-    /// so they never build F(n) and work for every `u64` n.
+    /// parallel, cached, neighbours by additions) before the first call; the others are
+    /// residues mod `10^k`, walked through close values by additions
+    /// ([`STEP_GAP`](super::STEP_GAP)) on the calling thread as `f` is called, so they never
+    /// build F(n) and work for every `u64` n.
     ///
     /// # Examples
     ///
@@ -564,43 +565,26 @@ impl Fibonacci {
     ///
     /// let e = Fibonacci::builder().threads(2).build()?;
     /// let ns = [10u64, 1_000_000_000_000, 1_000_000_000_001, 90];
-    /// let got = e.last_digits_batch(&ns, 12);
-    /// let want: Vec<String> = ns.iter().map(|&n| last_digits(n, 12)).collect();
+    /// let mut got = Vec::new();
+    /// e.for_each_last_digits(&ns, 12, |n, text| got.push((n, text.to_string())));
+    /// let want: Vec<(u64, String)> = ns.iter().map(|&n| (n, last_digits(n, 12))).collect();
     /// assert_eq!(got, want);
-    /// assert_eq!(got[0], "55");
+    /// assert_eq!(got[0].1, "55");
     /// # Ok::<(), parkit::fib::BuildError>(())
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// If a value given whole is past [`MAX_N`] (it cannot be: F([`MAX_N`]) has about 2 * 10^11
-    /// digits, more than any `k`).
-    #[must_use]
-    pub fn last_digits_batch(&self, ns: &[u64], k: u32) -> Vec<String> {
-        let short: Vec<u64> = ns
-            .iter()
-            .copied()
-            .filter(|&n| u64::from(k) >= super::digit_count(n))
-            .collect();
+    pub fn for_each_last_digits(&self, ns: &[u64], k: u32, mut f: impl FnMut(u64, &str)) {
+        let last_whole = super::steps::last_whole(k);
+        let short: Vec<u64> = ns.iter().copied().filter(|&n| n <= last_whole).collect();
         let mut whole = if short.is_empty() {
             Vec::new()
         } else {
             self.batch_map(&short, |_, v: &DecNat| v.to_string())
         }
         .into_iter();
-        let mut tails = Vec::with_capacity(ns.len() - short.len());
-        super::steps::for_each_last_digits(ns, k, |_, text| tails.push(text));
-        let mut tails = tails.into_iter();
-        ns.iter()
-            .map(|&n| {
-                let next = if u64::from(k) >= super::digit_count(n) {
-                    whole.next()
-                } else {
-                    tails.next()
-                };
-                next.expect("one text per input")
-            })
-            .collect()
+        super::steps::for_each_last_digits(ns, k, |n, tail| match tail {
+            Some(text) => f(n, &text),
+            None => f(n, &whole.next().expect("one whole value per short n")),
+        });
     }
 }
 

@@ -17,14 +17,15 @@ use num_traits::Zero;
 
 use super::tuning::split_bits;
 
-/// How many levels of three-way splitting a product gets on a pool of `threads` threads.
+/// How many levels of three-way splitting a product gets on a pool of `threads` threads: the
+/// fewest levels whose `3^depth` pieces cover every thread (1 thread: none, 2-3: one, 4-9:
+/// two), at most three.
 fn split_depth(threads: usize) -> u32 {
-    match threads {
-        0 | 1 => 0,
-        2..=3 => 1,
-        4..=9 => 2,
-        _ => 3,
+    let mut depth = 0;
+    while 3usize.pow(depth) < threads && depth < 3 {
+        depth += 1;
     }
+    depth
 }
 
 /// `a * b`, cut into parallel pieces on the current rayon pool when big enough.
@@ -111,6 +112,16 @@ fn par_square(a: &BigUint, depth: u32) -> BigUint {
 mod tests {
     use super::*;
     use crate::fib::fib;
+
+    #[test]
+    fn split_depth_covers_the_threads() {
+        let depths: Vec<u32> = [1, 2, 3, 4, 9, 10, 27, 28, 256]
+            .iter()
+            .map(|&t| split_depth(t))
+            .collect();
+        assert_eq!(depths, [0, 1, 1, 2, 2, 3, 3, 3, 3]);
+        assert_eq!(split_depth(0), 0);
+    }
 
     #[test]
     fn parallel_products_equal_plain_products() {

@@ -17,21 +17,38 @@ trait Walk {
     fn advance(&self, pair: &mut Self::Pair);
 }
 
-/// Calls `f(n, &pair)` for every n of `ns` in order.
-fn walk<W: Walk>(w: &W, ns: &[u64], mut f: impl FnMut(u64, &W::Pair)) {
-    let mut run: Option<(u64, W::Pair)> = None;
-    for &n in ns {
-        let pair = match run.take() {
+/// A walk in progress: the last pair reached, and where.
+struct Walker<'w, W: Walk> {
+    walk: &'w W,
+    run: Option<(u64, W::Pair)>,
+}
+
+impl<'w, W: Walk> Walker<'w, W> {
+    fn new(walk: &'w W) -> Self {
+        Walker { walk, run: None }
+    }
+
+    /// The pair at `n`: by steps from the last one when `n` is at most [`STEP_GAP`] past it,
+    /// from scratch otherwise.
+    fn at(&mut self, n: u64) -> &W::Pair {
+        let pair = match self.run.take() {
             Some((prev, mut p)) if prev <= n && n - prev <= STEP_GAP => {
                 for _ in prev..n {
-                    w.advance(&mut p);
+                    self.walk.advance(&mut p);
                 }
                 p
             }
-            _ => w.fresh(n),
+            _ => self.walk.fresh(n),
         };
-        f(n, &pair);
-        run = Some((n, pair));
+        &self.run.insert((n, pair)).1
+    }
+}
+
+/// Calls `f(n, &pair)` for every n of `ns` in order.
+fn walk<W: Walk>(w: &W, ns: &[u64], mut f: impl FnMut(u64, &W::Pair)) {
+    let mut walker = Walker::new(w);
+    for &n in ns {
+        f(n, walker.at(n));
     }
 }
 
@@ -122,33 +139,52 @@ pub fn fib_mod_batch(ns: &[u64], m: u64) -> Vec<u64> {
     out
 }
 
-/// The last `k` digits of F(n), leading zeros kept, for every n of `ns` whose F(n) has more
-/// than `k` digits; `f(n, text)` is called for those, in order, stepping through close values
-/// (residues mod `10^k`). Values with at most `k` digits are skipped: they are whole values,
-/// which the [`Fibonacci`](super::Fibonacci) engine computes faster.
-pub(crate) fn for_each_last_digits(ns: &[u64], k: u32, mut f: impl FnMut(u64, String)) {
+/// The largest n whose F(n) has at most `k` digits: digit counts grow with n, so F(n) is
+/// given whole by the last-digits walks exactly for `n <= last_whole(k)`.
+pub(crate) fn last_whole(k: u32) -> u64 {
+    // digit_count(0) = 1 <= k for every k >= 1; F(u64::MAX) has far more than u32::MAX digits.
+    let (mut lo, mut hi) = (0u64, u64::MAX);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if super::digit_count(mid) <= u64::from(k) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+/// Calls `f(n, Some(text))` with the last `k` digits of F(n), leading zeros kept, for every n
+/// of `ns` whose F(n) has more than `k` digits, and `f(n, None)` for the others, in order,
+/// stepping through close values (residues mod `10^k`). The values with at most `k` digits
+/// are whole values, which the [`Fibonacci`](super::Fibonacci) engine computes faster.
+pub(crate) fn for_each_last_digits(ns: &[u64], k: u32, mut f: impl FnMut(u64, Option<String>)) {
     let width = k as usize;
-    let long: Vec<u64> = ns
-        .iter()
-        .copied()
-        .filter(|&n| u64::from(k) < super::digit_count(n))
-        .collect();
+    let last_short = last_whole(k);
+    let short = |n: u64| n <= last_short;
     if k <= 19 {
-        walk(&Word(10u64.pow(k)), &long, |n, p| {
-            f(n, modular::zero_pad(p.0.to_string(), width));
-        });
+        let word = Word(10u64.pow(k));
+        let mut walker = Walker::new(&word);
+        for &n in ns {
+            let text = (!short(n)).then(|| modular::zero_pad(walker.at(n).0.to_string(), width));
+            f(n, text);
+        }
     } else {
         // 10^k itself costs seconds for k = 10^7: built only when a value is longer than k.
-        if long.is_empty() {
+        if ns.iter().all(|&n| short(n)) {
+            ns.iter().for_each(|&n| f(n, None));
             return;
         }
-        let w = Pow10 {
+        let pow10 = Pow10 {
             k,
             m: BigUint::from(10u32).pow(k),
         };
-        walk(&w, &long, |n, p| {
-            f(n, modular::zero_pad(p.0.to_string(), width));
-        });
+        let mut walker = Walker::new(&pow10);
+        for &n in ns {
+            let text = (!short(n)).then(|| modular::zero_pad(walker.at(n).0.to_string(), width));
+            f(n, text);
+        }
     }
 }
 
@@ -182,15 +218,26 @@ mod tests {
     }
 
     #[test]
+    fn last_whole_is_where_digit_counts_pass_k() {
+        for k in [1u32, 2, 5, 19, 20, 39, 40, 1000, 10_000_000] {
+            let n = last_whole(k);
+            assert!(crate::fib::digit_count(n) <= u64::from(k), "k = {k}");
+            assert!(crate::fib::digit_count(n + 1) > u64::from(k), "k = {k}");
+        }
+    }
+
+    #[test]
     fn last_digits_walk_matches_last_digits_and_skips_short_values() {
         let ns = [3u64, 500, 501, 540, 2000, 10, 2001];
         for k in [1u32, 5, 19, 20, 60] {
             let mut got = Vec::new();
             for_each_last_digits(&ns, k, |n, t| got.push((n, t)));
-            let want: Vec<(u64, String)> = ns
+            let want: Vec<(u64, Option<String>)> = ns
                 .iter()
-                .filter(|&&n| u64::from(k) < crate::fib::digit_count(n))
-                .map(|&n| (n, last_digits(n, k)))
+                .map(|&n| {
+                    let long = u64::from(k) < crate::fib::digit_count(n);
+                    (n, long.then(|| last_digits(n, k)))
+                })
                 .collect();
             assert_eq!(got, want, "k = {k}");
         }

@@ -150,9 +150,9 @@ impl Printer {
                 // Values with at most K digits are whole, computed by the decimal planner
                 // (runs of neighbours by additions, in parallel), never in binary then
                 // converted; the others are residues mod 10^K.
-                for (&n, text) in ns.iter().zip(engine.last_digits_batch(ns, k)) {
-                    self.line(&mut out, n, fib::digit_count(n), &text);
-                }
+                engine.for_each_last_digits(ns, k, |n, text| {
+                    self.line(&mut out, n, fib::digit_count(n), text);
+                });
             }
         }
         out
