@@ -3,6 +3,7 @@
 //! for it), and the two limits that turn overload into 503s: work permits and memory.
 
 use std::collections::HashMap;
+#[cfg(feature = "distributed")]
 use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
