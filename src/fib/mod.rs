@@ -41,13 +41,13 @@ pub use engine::{
 pub use modular::{advance_mod, fib_mod, fib_pair_mod, fib_pair_mod_pow10, last_digits, zero_pad};
 pub use number::FibNumber;
 pub use small::{MAX_N as U128_MAX_N, fib_u128};
-pub use steps::{fib_mod_batch, for_each_in};
+pub use steps::{for_each_in, for_each_mod};
 pub use tuning::{Thresholds, set_thresholds, thresholds};
 
 /// How far apart two inputs may be for the later one to be reached from the earlier by
 /// additions (one per step) rather than by a fresh computation: 64.
 ///
-/// Every stepping walk in the crate uses it: [`for_each_in`], [`fib_mod_batch`], the
+/// Every stepping walk in the crate uses it: [`for_each_in`], [`for_each_mod`], the
 /// [`Fibonacci`] engine's planner (which also weighs steps against a fresh start or the
 /// addition formula by its cost model) and [`sequence_costs`].
 ///

@@ -114,29 +114,28 @@ pub fn for_each_in<N: FibNumber>(ns: &[u64], mut f: impl FnMut(u64, &N)) {
     walk(&Full::<N>(std::marker::PhantomData), ns, |n, p| f(n, &p.0));
 }
 
-/// F(n) mod `m` for every n of `ns`, in input order, stepping through close values as
-/// [`for_each_in`] does; each residue costs O(log n) word operations at most.
+/// Calls `f(n, F(n) mod m)` for every n of `ns`, in input order, on this thread, stepping
+/// through close values as [`for_each_in`] does; each residue costs O(log n) word operations
+/// at most, so n may be any `u64`.
 ///
 /// # Examples
 ///
 /// ```
-/// use parkit::fib::{fib_mod, fib_mod_batch};
+/// use parkit::fib::{fib_mod, for_each_mod};
 ///
 /// let ns = [10u64, 11, 1_000_000_000_000, 12];
+/// let mut got = Vec::new();
+/// for_each_mod(&ns, 1_000_007, |_, r| got.push(r));
 /// let want: Vec<u64> = ns.iter().map(|&n| fib_mod(n, 1_000_007)).collect();
-/// assert_eq!(fib_mod_batch(&ns, 1_000_007), want);
-/// assert_eq!(fib_mod_batch(&[10], 7), [55 % 7]);
+/// assert_eq!(got, want);
 /// ```
 ///
 /// # Panics
 ///
 /// If `m` is 0.
-#[must_use]
-pub fn fib_mod_batch(ns: &[u64], m: u64) -> Vec<u64> {
-    assert!(m > 0, "fib_mod_batch: the modulus must be at least 1");
-    let mut out = Vec::with_capacity(ns.len());
-    walk(&Word(m), ns, |_, p| out.push(p.0));
-    out
+pub fn for_each_mod(ns: &[u64], m: u64, mut f: impl FnMut(u64, u64)) {
+    assert!(m > 0, "for_each_mod: the modulus must be at least 1");
+    walk(&Word(m), ns, |n, p| f(n, p.0));
 }
 
 /// The largest n whose F(n) has at most `k` digits: digit counts grow with n, so F(n) is
@@ -208,7 +207,8 @@ mod tests {
             ns.iter().map(|&n| fib(n).to_string()).collect::<Vec<_>>()
         );
         for m in [1u64, 2, 10, 1_000_000_007, u64::MAX] {
-            let got = fib_mod_batch(&ns, m);
+            let mut got = Vec::new();
+            for_each_mod(&ns, m, |_, r| got.push(r));
             let want: Vec<u64> = ns
                 .iter()
                 .map(|&n| u64::try_from(fib(n) % m).unwrap())

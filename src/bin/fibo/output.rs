@@ -142,9 +142,7 @@ impl Printer {
                 }
             }
             What::Mod(m) => {
-                for (&n, r) in ns.iter().zip(fib::fib_mod_batch(ns, m)) {
-                    self.line(&mut out, n, 0, &r.to_string());
-                }
+                fib::for_each_mod(ns, m, |n, r| self.line(&mut out, n, 0, &r.to_string()));
             }
             What::Last(k) => {
                 // Values with at most K digits are whole, computed by the decimal planner
