@@ -2,7 +2,6 @@
 //! text.
 
 use num_bigint::BigUint;
-use num_traits::{One, Zero};
 use proptest::prelude::*;
 
 use super::karatsuba::{KARATSUBA_MIN, KARATSUBA_SQR_MIN};
@@ -183,26 +182,16 @@ fn extreme_operands_at_every_transform_shape() {
     }
 }
 
-/// (F(n), F(n+1)) by plain BigUint fast doubling, written independently of the engine.
-fn big_pair(n: u64) -> (BigUint, BigUint) {
-    if n == 0 {
-        return (BigUint::zero(), BigUint::one());
-    }
-    let (a, b) = big_pair(n / 2);
-    // F(2k) = F(k) (2F(k+1) - F(k)); F(2k+1) = F(k)^2 + F(k+1)^2
-    let c = &a * (&b * 2u32 - &a);
-    let d = &a * &a + &b * &b;
-    if n % 2 == 0 {
-        (c, d)
-    } else {
-        (d.clone(), c + d)
-    }
-}
-
 #[test]
 fn conversions_round_trip_and_text_agrees() {
-    for n in [0u64, 1, 187, 1000, 20_000, 200_001] {
-        let f: DecNat = big_pair(n).0.to_string().parse().unwrap();
+    // 0, 1, then powers of 7 from one limb to about 8,000 limbs, one less than a power of ten.
+    let numbers = [0u32, 1, 22, 200, 4_000, 40_000, 80_001]
+        .iter()
+        .map(|&e| BigUint::from(7u32).pow(e) - u32::from(e > 0))
+        .chain([BigUint::from(10u32).pow(19 * 300) - 1u32]);
+    for x in numbers {
+        let f: DecNat = x.to_string().parse().unwrap();
+        assert_eq!(BigUint::from(&f), x);
         let b = BigUint::from(&f);
         assert_eq!(DecNat::from(&b), f);
         let s = f.to_string();
