@@ -324,9 +324,10 @@ fn contexts() -> &'static [Ctx; 3] {
 /// with each 64x64->128-bit product emulated by four 32-bit multiplies, and that vector loop is
 /// slower than the scalar one: `fibo 1e7 -j1` took 1.3x as long when it was chosen. Whether it
 /// was chosen depended on code elsewhere in the crate (it changed with an unrelated refactor),
-/// so the choice is made here. The barrier costs one register spill per butterfly; measured
-/// with it, the loops run as fast as the best scalar build (BENCHMARKS.md, issue 12). A real
-/// vector NTT (f64 FMA lanes) is issue 15's work.
+/// so the choice is made here, once per four butterflies (the loops take spans four at a
+/// time). Measured with it, `fibo 1e7 -j1` runs 0.94x the time of a build with loop
+/// vectorization off altogether (BENCHMARKS.md, issue 12). A real vector NTT (f64 FMA lanes)
+/// is issue 15's work.
 #[inline(always)]
 fn scalar(w: u64) -> u64 {
     std::hint::black_box(w)
@@ -375,7 +376,15 @@ fn fwd_levels(ctx: &Ctx, a: &mut [u64], width: usize) {
         for (block, tw) in a.chunks_exact_mut(2 * span).zip(&ctx.fwd) {
             let [w, wp] = *tw;
             let (lo, hi) = block.split_at_mut(span);
-            for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+            let (mut xs, mut ys) = (lo.chunks_exact_mut(4), hi.chunks_exact_mut(4));
+            for (x, y) in (&mut xs).zip(&mut ys) {
+                let w = scalar(w);
+                for (x, y) in x.iter_mut().zip(y) {
+                    ct(f, x, y, w, wp);
+                }
+            }
+            // Spans shorter than four (the first levels of small transforms).
+            for (x, y) in xs.into_remainder().iter_mut().zip(ys.into_remainder()) {
                 ct(f, x, y, scalar(w), wp);
             }
         }
@@ -406,7 +415,15 @@ fn inv_levels(ctx: &Ctx, a: &mut [u64], width: usize) {
         for (block, tw) in a.chunks_exact_mut(2 * span).zip(&ctx.inv) {
             let [w, wp] = *tw;
             let (lo, hi) = block.split_at_mut(span);
-            for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+            let (mut xs, mut ys) = (lo.chunks_exact_mut(4), hi.chunks_exact_mut(4));
+            for (x, y) in (&mut xs).zip(&mut ys) {
+                let w = scalar(w);
+                for (x, y) in x.iter_mut().zip(y) {
+                    gs(f, x, y, w, wp);
+                }
+            }
+            // Spans shorter than four (the first levels of small transforms).
+            for (x, y) in xs.into_remainder().iter_mut().zip(ys.into_remainder()) {
                 gs(f, x, y, scalar(w), wp);
             }
         }
