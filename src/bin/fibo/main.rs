@@ -518,12 +518,17 @@ fn run(args: &Args) -> Result<(), CliError> {
     // bounds the blocks in flight by bytes and by the memory limit: big values go fewer at a
     // time, down to one.
     let stage_engine = Arc::clone(&engine);
+    // Up to one block of written lines is kept for the next ones (counted in the memory plan).
+    let buffers = Arc::new(output::LineBuffers::new(
+        usize::try_from(plan.block_bytes).unwrap_or(usize::MAX),
+    ));
+    let stage_buffers = Arc::clone(&buffers);
     let mut results = Pipeline::from(blocks)
         .stage("compute", plan.workers, move |ns: Vec<u64>| {
-            let text = stage_engine
+            let parts = stage_engine
                 .pool()
-                .install(|| printer.render(&stage_engine, &ns));
-            (text, ns.len() as u64)
+                .install(|| printer.render_parts(&stage_engine, &ns, Some(&stage_buffers)));
+            (parts, ns.len() as u64)
         })
         .capacity(plan.workers)
         .window(plan.window)
@@ -552,14 +557,21 @@ fn run(args: &Args) -> Result<(), CliError> {
             }
         };
         let Some(block) = block else { break };
-        let (text, len) = match block {
+        let (parts, len) = match block {
             Ok(b) => b,
             Err(e) => {
                 written = Err(e.into());
                 break;
             }
         };
-        if let Err(e) = out.write_all(&text) {
+        // Each formatted line goes out as it is (no copy into one buffer first), then back to
+        // the buffers for the next lines.
+        let sent = parts.into_iter().try_for_each(|part| {
+            out.write_all(&part)?;
+            buffers.give(part);
+            Ok(())
+        });
+        if let Err(e) = sent {
             written = Err(write_error(e));
             break;
         }

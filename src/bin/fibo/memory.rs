@@ -182,6 +182,8 @@ fn estimate_with(
         .saturating_add(cache_bytes)
         .saturating_add(computing.saturating_mul(workers as u64))
         .saturating_add(block.saturating_mul(waiting))
+        // The writer's line buffers kept for reuse: at most one block (output::LineBuffers).
+        .saturating_add(if what.needs_value() { block } else { 0 })
 }
 
 /// Lays a run out under `limit`: fewer blocks at once (down to one value at a time) when the
