@@ -333,6 +333,28 @@ fn scalar(w: u64) -> u64 {
     std::hint::black_box(w)
 }
 
+/// `butterfly(x, y, w, wp)` on every pair `(lo[i], hi[i])`, kept scalar: the barrier of
+/// [`scalar`] once per four pairs, and the pairs of spans shorter than four one by one.
+#[inline(always)]
+fn span_pairs(
+    lo: &mut [u64],
+    hi: &mut [u64],
+    w: u64,
+    wp: u64,
+    butterfly: impl Fn(&mut u64, &mut u64, u64, u64),
+) {
+    let (mut xs, mut ys) = (lo.chunks_exact_mut(4), hi.chunks_exact_mut(4));
+    for (x, y) in (&mut xs).zip(&mut ys) {
+        let w = scalar(w);
+        for (x, y) in x.iter_mut().zip(y) {
+            butterfly(x, y, w, wp);
+        }
+    }
+    for (x, y) in xs.into_remainder().iter_mut().zip(ys.into_remainder()) {
+        butterfly(x, y, scalar(w), wp);
+    }
+}
+
 /// Forward butterfly: `(x, y) -> (x + w y, x - w y)`, inputs and outputs in `[0, 4p)`.
 #[inline(always)]
 fn ct(f: &Field, x: &mut u64, y: &mut u64, w: u64, wp: u64) {
@@ -376,17 +398,7 @@ fn fwd_levels(ctx: &Ctx, a: &mut [u64], width: usize) {
         for (block, tw) in a.chunks_exact_mut(2 * span).zip(&ctx.fwd) {
             let [w, wp] = *tw;
             let (lo, hi) = block.split_at_mut(span);
-            let (mut xs, mut ys) = (lo.chunks_exact_mut(4), hi.chunks_exact_mut(4));
-            for (x, y) in (&mut xs).zip(&mut ys) {
-                let w = scalar(w);
-                for (x, y) in x.iter_mut().zip(y) {
-                    ct(f, x, y, w, wp);
-                }
-            }
-            // Spans shorter than four (the first levels of small transforms).
-            for (x, y) in xs.into_remainder().iter_mut().zip(ys.into_remainder()) {
-                ct(f, x, y, scalar(w), wp);
-            }
+            span_pairs(lo, hi, w, wp, |x, y, w, wp| ct(f, x, y, w, wp));
         }
         half /= 2;
     }
@@ -415,17 +427,7 @@ fn inv_levels(ctx: &Ctx, a: &mut [u64], width: usize) {
         for (block, tw) in a.chunks_exact_mut(2 * span).zip(&ctx.inv) {
             let [w, wp] = *tw;
             let (lo, hi) = block.split_at_mut(span);
-            let (mut xs, mut ys) = (lo.chunks_exact_mut(4), hi.chunks_exact_mut(4));
-            for (x, y) in (&mut xs).zip(&mut ys) {
-                let w = scalar(w);
-                for (x, y) in x.iter_mut().zip(y) {
-                    gs(f, x, y, w, wp);
-                }
-            }
-            // Spans shorter than four (the first levels of small transforms).
-            for (x, y) in xs.into_remainder().iter_mut().zip(ys.into_remainder()) {
-                gs(f, x, y, scalar(w), wp);
-            }
+            span_pairs(lo, hi, w, wp, |x, y, w, wp| gs(f, x, y, w, wp));
         }
         half *= 2;
     }
