@@ -581,7 +581,7 @@ impl Fibonacci {
             self.batch_map(&short, |_, v: &DecNat| v.to_string())
         }
         .into_iter();
-        super::steps::for_each_last_digits(ns, k, |n, tail| match tail {
+        super::steps::for_each_last_digits(ns, k, last_whole, |n, tail| match tail {
             Some(text) => f(n, &text),
             None => f(n, &whole.next().expect("one whole value per short n")),
         });

@@ -157,10 +157,16 @@ pub(crate) fn last_whole(k: u32) -> u64 {
 /// Calls `f(n, Some(text))` with the last `k` digits of F(n), leading zeros kept, for every n
 /// of `ns` whose F(n) has more than `k` digits, and `f(n, None)` for the others, in order,
 /// stepping through close values (residues mod `10^k`). The values with at most `k` digits
-/// are whole values, which the [`Fibonacci`](super::Fibonacci) engine computes faster.
-pub(crate) fn for_each_last_digits(ns: &[u64], k: u32, mut f: impl FnMut(u64, Option<String>)) {
+/// are whole values, which the [`Fibonacci`](super::Fibonacci) engine computes faster;
+/// `last_short` is [`last_whole(k)`](last_whole), computed once by the caller.
+pub(crate) fn for_each_last_digits(
+    ns: &[u64],
+    k: u32,
+    last_short: u64,
+    mut f: impl FnMut(u64, Option<String>),
+) {
+    debug_assert_eq!(last_short, last_whole(k));
     let width = k as usize;
-    let last_short = last_whole(k);
     let short = |n: u64| n <= last_short;
     if k <= 19 {
         let word = Word(10u64.pow(k));
@@ -231,7 +237,7 @@ mod tests {
         let ns = [3u64, 500, 501, 540, 2000, 10, 2001];
         for k in [1u32, 5, 19, 20, 60] {
             let mut got = Vec::new();
-            for_each_last_digits(&ns, k, |n, t| got.push((n, t)));
+            for_each_last_digits(&ns, k, last_whole(k), |n, t| got.push((n, t)));
             let want: Vec<(u64, Option<String>)> = ns
                 .iter()
                 .map(|&n| {
