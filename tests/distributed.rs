@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{find_on_path, free_port, required, server_pid};
+use common::{free_port, have_redis, redis_cli, required, signal, spawn_redis};
 
 use num_bigint::BigUint;
 
@@ -56,44 +56,22 @@ struct Redis {
 impl Redis {
     /// Starts one, or `None` (test skipped) where redis-server is missing and not required.
     fn start() -> Option<Redis> {
-        let Some(server) = find_on_path("redis-server") else {
-            assert!(
-                !required(),
-                "PARKIT_REQUIRE_REDIS=1 but redis-server is not on PATH"
-            );
-            eprintln!("skipped: redis-server is not on PATH (set PARKIT_REQUIRE_REDIS=1 to fail)");
+        if !have_redis() {
             return None;
-        };
+        }
         let dir = tempfile::tempdir().unwrap();
         for _ in 0..5 {
             let port = free_port();
-            let log = dir.path().join(format!("redis-{port}.log"));
-            let child = Command::new(&server)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(fs::File::create(&log).unwrap())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut proc = Proc { child, log };
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(5) {
-                // Ours, not another test's server that got the same port first.
-                if server_pid(port) == Some(proc.child.id()) {
-                    return Some(Redis {
-                        port,
-                        dir,
-                        _server: proc,
-                    });
-                }
-                if proc.child.try_wait().unwrap().is_some() {
-                    break; // The port was taken meanwhile: try another.
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let log = format!("redis-{port}.log");
+            // None: the port was taken meanwhile, try another.
+            if let Some(child) = spawn_redis(port, dir.path(), &log, &[]) {
+                let log = dir.path().join(log);
+                return Some(Redis {
+                    port,
+                    dir,
+                    _server: Proc { child, log },
+                });
             }
-            proc.kill();
         }
         panic!("redis-server did not start");
     }
@@ -101,38 +79,18 @@ impl Redis {
     /// Stops the server and starts a new one on the same port.
     fn restart(&mut self) {
         self._server.kill();
-        let server = find_on_path("redis-server").unwrap();
-        let log = self.dir.path().join("redis-restarted.log");
-        let child = Command::new(server)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self._server = Proc { child, log };
-        let t = Instant::now();
-        while server_pid(self.port) != Some(self._server.child.id()) {
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "redis did not restart"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = "redis-restarted.log";
+        let child =
+            spawn_redis(self.port, self.dir.path(), log, &[]).expect("redis did not restart");
+        self._server = Proc {
+            child,
+            log: self.dir.path().join(log),
+        };
     }
 
     /// Runs redis-cli against this server and returns its output.
     fn cli(&self, args: &[&str]) -> String {
-        let cli = find_on_path("redis-cli").expect("redis-cli comes with redis-server");
-        let out = Command::new(cli)
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "redis-cli {args:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        redis_cli(self.port, args)
     }
 
     fn url(&self, db: u32) -> String {
@@ -701,15 +659,6 @@ fn a_python_celery_client_gets_results_from_a_fibo_worker() {
         w.log()
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("python client ok"));
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -55,14 +55,7 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(child.id());
-        let mut err = BufReader::new(child.stderr.take().expect("piped"));
-        let mut first = String::new();
-        err.read_line(&mut first).expect("a first line on stderr");
-        let addr = first
-            .trim()
-            .strip_prefix("fibo serve: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-            .to_string();
+        let (addr, err) = common::serve_address(&mut child);
         // Keep draining stderr so that the server never blocks on it.
         std::thread::spawn(move || for _ in err.lines() {});
         Server { child, base: addr }
@@ -73,12 +66,7 @@ impl Server {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "kill {sig}");
+        common::signal(self.child.id(), sig);
     }
 }
 

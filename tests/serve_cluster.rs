@@ -10,13 +10,12 @@
 
 mod common;
 
-use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{find_on_path, free_port, required, server_pid};
+use common::{free_port, have_redis, redis_cli, serve_address, signal, spawn_redis};
 
 use reqwest::StatusCode;
 
@@ -30,12 +29,7 @@ struct Redis {
 impl Redis {
     /// Starts one, or `None` (test skipped) where redis-server is missing and not required.
     fn start() -> Option<Redis> {
-        if find_on_path("redis-server").is_none() {
-            assert!(
-                !required(),
-                "PARKIT_REQUIRE_REDIS=1 but redis-server is not on PATH"
-            );
-            eprintln!("skipped: redis-server is not on PATH (set PARKIT_REQUIRE_REDIS=1 to fail)");
+        if !have_redis() {
             return None;
         }
         let mut r = Redis {
@@ -55,34 +49,10 @@ impl Redis {
 
     /// Starts redis-server on `self.port`; false when the port was taken meanwhile.
     fn launch(&mut self) -> bool {
-        let server = find_on_path("redis-server").unwrap();
-        let log = self.dir.path().join(format!("redis-{}.log", self.port));
-        let child = Command::new(server)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .args(["--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let id = child.id();
-        self.child = Some(child);
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            // Ours, not another test's server that got the same port first.
-            if server_pid(self.port) == Some(id) {
-                return true;
-            }
-            if let Some(c) = self.child.as_mut()
-                && c.try_wait().unwrap().is_some()
-            {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        let log = format!("redis-{}.log", self.port);
+        let lru = ["--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"];
+        self.child = spawn_redis(self.port, self.dir.path(), &log, &lru);
+        self.child.is_some()
     }
 
     fn stop(&mut self) {
@@ -94,13 +64,7 @@ impl Redis {
 
     /// Sends a signal (`-STOP`, `-CONT`) to the server.
     fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let ok = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "kill {sig}");
+        signal(self.child.as_ref().expect("running").id(), sig);
     }
 
     fn restart(&mut self) {
@@ -114,14 +78,7 @@ impl Redis {
 
     /// Runs redis-cli against this server and returns its output.
     fn cli(&self, args: &[&str]) -> String {
-        let cli = find_on_path("redis-cli").expect("redis-cli comes with redis-server");
-        let out = Command::new(cli)
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "redis-cli {args:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        redis_cli(self.port, args)
     }
 }
 
@@ -150,14 +107,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("fibo runs");
-        let mut err = BufReader::new(child.stderr.take().expect("piped"));
-        let mut first = String::new();
-        err.read_line(&mut first).expect("a first line on stderr");
-        let base = first
-            .trim()
-            .strip_prefix("fibo serve: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-            .to_string();
+        let (base, err) = serve_address(&mut child);
         let log = Arc::new(Mutex::new(Vec::new()));
         let keep = Arc::clone(&log);
         std::thread::spawn(move || {

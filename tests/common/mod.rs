@@ -38,6 +38,21 @@ pub fn required() -> bool {
     std::env::var("PARKIT_REQUIRE_REDIS").is_ok_and(|v| v == "1")
 }
 
+/// Whether redis-server is on PATH; when it is not, fails the test if [`required`], else
+/// says that the test is skipped.
+#[allow(dead_code)]
+pub fn have_redis() -> bool {
+    if find_on_path("redis-server").is_some() {
+        return true;
+    }
+    assert!(
+        !required(),
+        "PARKIT_REQUIRE_REDIS=1 but redis-server is not on PATH"
+    );
+    eprintln!("skipped: redis-server is not on PATH (set PARKIT_REQUIRE_REDIS=1 to fail)");
+    false
+}
+
 /// The path of `name` on `PATH`, if it is there.
 #[allow(dead_code)]
 pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
@@ -87,4 +102,83 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a runtime")
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`, `-TERM`, `-9`) to process `pid` with `kill`.
+#[allow(dead_code)]
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Starts `redis-server` on `port` with its files in `dir` (its log in `dir/log`) and the
+/// `extra` arguments, and waits up to 5 s until that very process answers on the port.
+/// `None`, the process stopped, when the port was taken meanwhile or it never answered.
+#[allow(dead_code)]
+pub fn spawn_redis(
+    port: u16,
+    dir: &std::path::Path,
+    log: &str,
+    extra: &[&str],
+) -> Option<std::process::Child> {
+    let server = find_on_path("redis-server").expect("redis-server is on PATH");
+    let mut child = std::process::Command::new(server)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::fs::File::create(dir.join(log)).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        // Ours, not another test's server that got the same port first.
+        if server_pid(port) == Some(child.id()) {
+            return Some(child);
+        }
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Runs `redis-cli` against the server on `port` and returns its output, trimmed.
+#[allow(dead_code)]
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let cli = find_on_path("redis-cli").expect("redis-cli comes with redis-server");
+    let out = std::process::Command::new(cli)
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "redis-cli {args:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Reads the first stderr line of a starting `fibo serve` (stderr piped) and returns the
+/// base URL it listens on, with the rest of its stderr for the caller to drain.
+#[allow(dead_code)]
+pub fn serve_address(
+    child: &mut std::process::Child,
+) -> (String, std::io::BufReader<std::process::ChildStderr>) {
+    use std::io::BufRead;
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
+    let mut first = String::new();
+    err.read_line(&mut first).expect("a first line on stderr");
+    let base = first
+        .trim()
+        .strip_prefix("fibo serve: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+        .to_string();
+    (base, err)
 }
