@@ -518,9 +518,15 @@ fn run(args: &Args) -> Result<(), CliError> {
     // bounds the blocks in flight by bytes and by the memory limit: big values go fewer at a
     // time, down to one.
     let stage_engine = Arc::clone(&engine);
-    // Up to one block of written lines is kept for the next ones (counted in the memory plan).
+    // Up to one block of written lines of full values is kept for the next ones (counted in
+    // the memory plan for full values only; other outputs have no lines to reuse).
+    let kept = if what.needs_value() {
+        plan.block_bytes
+    } else {
+        0
+    };
     let buffers = Arc::new(output::LineBuffers::new(
-        usize::try_from(plan.block_bytes).unwrap_or(usize::MAX),
+        usize::try_from(kept).unwrap_or(usize::MAX),
     ));
     let stage_buffers = Arc::clone(&buffers);
     let mut results = Pipeline::from(blocks)
