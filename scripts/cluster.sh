@@ -71,20 +71,10 @@ REPORT=$TARGET/cluster.txt
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/fibo-cluster.XXXXXX")
 mkdir -p "$RUN/logs" "$RUN/temp"
 
-PIDS=()
+# shellcheck source=scripts/procs.sh
+. scripts/procs.sh
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids 100
     if [ "${KEEP:-0}" = 1 ]; then
         echo "cluster: run directory kept: $RUN" >&2
     else

@@ -78,19 +78,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/fibo-load.XXXXXX")
 CLK_TCK=$(getconf CLK_TCK)
 CORES=$(nproc)
 
-PIDS=()
+# shellcheck source=scripts/procs.sh
+. scripts/procs.sh
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
+    stop_pids 50
     rm -rf "$WORK"
 }
 trap cleanup EXIT
