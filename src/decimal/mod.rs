@@ -76,6 +76,7 @@
 //! block as it is done: no `String` of the whole number.
 
 mod convert;
+mod fma;
 mod karatsuba;
 mod limbs;
 mod mul;

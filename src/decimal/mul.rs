@@ -1,8 +1,8 @@
 //! The choice of multiplication algorithm by operand size.
 
+use super::fma;
 use super::karatsuba::{self, KARATSUBA_MIN, KARATSUBA_SQR_MIN};
 use super::limbs;
-use super::ntt;
 
 /// From this many limbs (smaller operand) a product goes to the NTT.
 pub(crate) const NTT_MIN: usize = 448;
@@ -55,7 +55,7 @@ pub(crate) fn mul(a: &[u64], b: &[u64], alg: MulAlgorithm) -> Vec<u64> {
         other => other,
     };
     if alg == MulAlgorithm::Ntt {
-        return ntt::mul(a, b);
+        return fma::mul(a, b);
     }
     let mut out = vec![0u64; a.len() + b.len()];
     if alg == MulAlgorithm::Karatsuba {
@@ -79,7 +79,7 @@ pub(crate) fn square(a: &[u64], alg: MulAlgorithm) -> Vec<u64> {
         other => other,
     };
     if alg == MulAlgorithm::Ntt {
-        return ntt::square(a);
+        return fma::square(a);
     }
     let mut out = vec![0u64; 2 * a.len()];
     if alg == MulAlgorithm::Karatsuba {

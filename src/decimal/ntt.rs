@@ -94,7 +94,7 @@ pub(crate) const SEQUENTIAL_PRIMES_LOG: u32 = 22;
 pub(crate) const MAX_LEN: usize = 3 << 32;
 
 /// Column-group buffers of the four-step method hold about this many elements.
-const COLUMN_BUFFER: usize = 1 << 15;
+pub(super) const COLUMN_BUFFER: usize = 1 << 15;
 
 /// CRT chunk length in the parallel case.
 const CRT_CHUNK: usize = 1 << 14;
@@ -465,18 +465,22 @@ fn twist(f: &Field, row: &mut [u64], s: u64) {
 }
 
 /// Runs `op` on groups of columns of the `rows x cols` matrix `a`, each group copied into a
-/// contiguous `rows x g` buffer and back.
-fn column_pass(a: &mut [u64], cols: usize, par: bool, op: impl Fn(&mut [u64], usize) + Sync) {
+/// contiguous `rows x g` buffer and back (`g` a power of two, at least 8 or all columns).
+pub(super) fn column_pass<T: Copy + Default + Send + Sync>(
+    a: &mut [T],
+    cols: usize,
+    par: bool,
+    op: impl Fn(&mut [T], usize) + Sync,
+) {
     let rows = a.len() / cols;
     let g = (COLUMN_BUFFER / rows).clamp(8, cols);
-    let mut groups: Vec<Vec<&mut [u64]>> =
-        (0..cols / g).map(|_| Vec::with_capacity(rows)).collect();
+    let mut groups: Vec<Vec<&mut [T]>> = (0..cols / g).map(|_| Vec::with_capacity(rows)).collect();
     for row in a.chunks_exact_mut(cols) {
         for (group, piece) in groups.iter_mut().zip(row.chunks_exact_mut(g)) {
             group.push(piece);
         }
     }
-    let work = |buf: &mut Vec<u64>, pieces: Vec<&mut [u64]>| {
+    let work = |buf: &mut Vec<T>, pieces: Vec<&mut [T]>| {
         for (dst, src) in buf.chunks_exact_mut(g).zip(&pieces) {
             dst.copy_from_slice(src);
         }
@@ -488,9 +492,9 @@ fn column_pass(a: &mut [u64], cols: usize, par: bool, op: impl Fn(&mut [u64], us
     if par {
         groups
             .into_par_iter()
-            .for_each_init(|| vec![0u64; rows * g], work);
+            .for_each_init(|| vec![T::default(); rows * g], work);
     } else {
-        let mut buf = vec![0u64; rows * g];
+        let mut buf = vec![T::default(); rows * g];
         for group in groups {
             work(&mut buf, group);
         }
@@ -724,7 +728,7 @@ impl Drop for BufferScope {
 }
 
 /// A buffer of `n` elements whose contents are unspecified, recycled when possible.
-fn take(n: usize) -> Vec<u64> {
+pub(super) fn take(n: usize) -> Vec<u64> {
     let reused = {
         let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
         let best = pool
@@ -755,7 +759,7 @@ fn take(n: usize) -> Vec<u64> {
 }
 
 /// Hands a buffer back for reuse (dropped if no scope is alive or the pool is full).
-fn give(v: Vec<u64>) {
+pub(super) fn give(v: Vec<u64>) {
     if SCOPES.load(Ordering::SeqCst) == 0 || v.capacity() < 1 << 12 {
         return;
     }
@@ -903,20 +907,26 @@ impl Crt {
     fn run(&self, r0: &mut [u64], r1: &[u64], r2: &[u64], mut carry: u128) -> u128 {
         for ((x, &y), &z) in r0.iter_mut().zip(r1).zip(r2) {
             let (top, low) = self.value([*x, y, z]);
-            let (low, c) = low.overflowing_add(carry);
-            let top = top + u64::from(c);
-            let (q1, rem) = div_base(top, (low >> 64) as u64);
-            let (q0, limb) = div_base(rem, low as u64);
-            *x = limb;
-            carry = (q1 as u128) << 64 | q0 as u128;
+            (*x, carry) = split_limb(top, low, carry);
         }
         carry
     }
 }
 
+/// `top 2^128 + low + carry` (below `2^192`, with a quotient by `10^19` below `2^128`) as its
+/// lowest base-10^19 limb and the carry into the next one.
+#[inline(always)]
+pub(super) fn split_limb(top: u64, low: u128, carry: u128) -> (u64, u128) {
+    let (low, c) = low.overflowing_add(carry);
+    let top = top + u64::from(c);
+    let (q1, rem) = div_base(top, (low >> 64) as u64);
+    let (q0, limb) = div_base(rem, low as u64);
+    (limb, (q1 as u128) << 64 | q0 as u128)
+}
+
 /// Adds `carry` (below `2^126`) into `limbs` from the start; returns what is left over past
 /// the end.
-fn add_carry(limbs: &mut [u64], mut carry: u128) -> u128 {
+pub(super) fn add_carry(limbs: &mut [u64], mut carry: u128) -> u128 {
     for x in limbs.iter_mut() {
         if carry == 0 {
             break;
@@ -932,8 +942,7 @@ fn add_carry(limbs: &mut [u64], mut carry: u128) -> u128 {
 fn product(a: &[u64], b: Option<&[u64]>) -> Vec<u64> {
     let len = a.len() + b.map_or(a.len(), <[u64]>::len);
     let n = transform_len(len.saturating_sub(1).max(1));
-    let k = n.trailing_zeros() + 2 * u32::from(n % 3 == 0);
-    product_with(a, b, !(JOIN_MIN_LOG..=SEQUENTIAL_PRIMES_LOG).contains(&k))
+    product_with(a, b, sequential_primes(n))
 }
 
 /// [`product`], the primes one after the other when `sequential`, else under `join`.
@@ -945,23 +954,46 @@ fn product_with(a: &[u64], b: Option<&[u64]>, sequential: bool) -> Vec<u64> {
     }
     let conv = la + lb - 1;
     let n = transform_len(conv);
-    let res = |i: usize| residues(i, a, b, n);
-    let (mut r0, r1, r2) = if sequential {
+    let [r0, r1, r2] = per_prime(sequential, |i| residues(i, a, b, n));
+    let crt = Crt::new(n);
+    assemble([r0, r1, r2], conv, |x, y, z| crt.run(x, y, z, 0))
+}
+
+/// Whether a product whose transform has `n` points does its primes one after the other
+/// (short products, and long ones to save memory) rather than under `join`.
+pub(super) fn sequential_primes(n: usize) -> bool {
+    let k = n.trailing_zeros() + 2 * u32::from(n % 3 == 0);
+    !(JOIN_MIN_LOG..=SEQUENTIAL_PRIMES_LOG).contains(&k)
+}
+
+/// `[res(0), res(1), res(2)]`, one after the other when `sequential`, else under `join`.
+pub(super) fn per_prime<T: Send>(sequential: bool, res: impl Fn(usize) -> T + Sync) -> [T; 3] {
+    if sequential {
         let r0 = res(0);
         let r1 = res(1);
-        (r0, r1, res(2))
+        [r0, r1, res(2)]
     } else {
         let (r0, (r1, r2)) = rayon::join(|| res(0), || rayon::join(|| res(1), || res(2)));
-        (r0, r1, r2)
-    };
-    let crt = Crt::new(n);
+        [r0, r1, r2]
+    }
+}
+
+/// The product's limbs from its three residue arrays: `run(x, y, z)` turns the residues of a
+/// stretch of coefficients into limbs in place in `x` and returns the carry out of it; long
+/// products run it on chunks in parallel and settle the chunks' carries after. The residue
+/// buffers go back to the pool; the result is normalized.
+pub(super) fn assemble(
+    [mut r0, r1, r2]: [Vec<u64>; 3],
+    conv: usize,
+    run: impl Fn(&mut [u64], &[u64], &[u64]) -> u128 + Sync,
+) -> Vec<u64> {
     r0.truncate(conv);
     let carry = if conv >= 4 * CRT_CHUNK {
         let carries: Vec<u128> = r0
             .par_chunks_mut(CRT_CHUNK)
             .zip(r1[..conv].par_chunks(CRT_CHUNK))
             .zip(r2[..conv].par_chunks(CRT_CHUNK))
-            .map(|((x, y), z)| crt.run(x, y, z, 0))
+            .map(|((x, y), z)| run(x, y, z))
             .collect();
         give(r1);
         give(r2);
@@ -971,7 +1003,7 @@ fn product_with(a: &[u64], b: Option<&[u64]>, sequential: bool) -> Vec<u64> {
         }
         pending
     } else {
-        let carry = crt.run(&mut r0, &r1[..conv], &r2[..conv], 0);
+        let carry = run(&mut r0, &r1[..conv], &r2[..conv]);
         give(r1);
         give(r2);
         carry
