@@ -62,7 +62,7 @@ use rayon::prelude::*;
 
 use super::ntt::{
     self, COLUMN_BUFFER, PAR_MIN_LOG, assemble, column_pass, give, per_prime, sequential_primes,
-    split_limb, take, transform_len,
+    take, transform_len,
 };
 
 /// The three primes, each below `2^50` with `3 * 2^31` dividing `p - 1`.
@@ -271,7 +271,7 @@ impl Prime {
     }
 
     /// A residue below `4p` in absolute value as an integer in `[0, p)`.
-    #[inline(always)]
+    #[cfg(test)]
     fn normalize(&self, x: f64) -> u64 {
         let p = self.p;
         let u = (x as i64 + 4 * p as i64) as u64;
@@ -377,6 +377,14 @@ impl<S: Simd> Lanes<S> {
         s.sub_f64s(l, r)
     }
 
+    /// `x mod p` in `[0, p)` from a reduced `x` (below `0.51 p` in absolute value).
+    #[inline(always)]
+    fn positive(self, x: S::f64s) -> S::f64s {
+        let s = self.s;
+        let negative = s.less_than_f64s(x, s.splat_f64s(0.0));
+        s.select_f64s(negative, s.add_f64s(x, self.p), x)
+    }
+
     /// Forward butterfly `(x, y) -> (x + w y, x - w y)`, below `2p` in and out.
     #[inline(always)]
     fn ct(self, x: &mut S::f64s, y: &mut S::f64s, t: Tw<S>) {
@@ -397,28 +405,82 @@ impl<S: Simd> Lanes<S> {
 
 /// The levels of a power-of-two transform on `a`, seen as `a.len() / width` vectors of `width`
 /// values (`width` a multiple of the lanes): forward (natural in, scrambled out) or inverse.
+/// Two levels at a time (four spans per block, four butterflies per load), so each value is
+/// loaded and stored once per two levels; an odd level left over runs alone (the first one
+/// forward, the last one inverse).
 #[inline(always)]
 fn levels<S: Simd>(v: Lanes<S>, tws: &[[f64; 2]], a: &mut [f64], width: usize, inverse: bool) {
     let n = a.len() / width;
-    let mut half = if inverse { 1 } else { n / 2 };
-    while half > 0 && half < n {
-        let span = half * width;
-        for (block, &tw) in a.chunks_exact_mut(2 * span).zip(tws) {
-            let t = v.tw(tw);
-            let (lo, hi) = block.split_at_mut(span);
-            let (lo, _) = S::as_mut_simd_f64s(lo);
-            let (hi, _) = S::as_mut_simd_f64s(hi);
+    if n < 2 {
+        return;
+    }
+    let odd = n.trailing_zeros() % 2 == 1;
+    if inverse {
+        let mut half = 1;
+        while 4 * half <= n {
+            radix4(v, tws, a, half * width, true);
+            half *= 4;
+        }
+        if odd {
+            radix2(v, tws, a, half * width, true);
+        }
+    } else {
+        let mut half = n / 2;
+        if odd {
+            radix2(v, tws, a, half * width, false);
+            half /= 2;
+        }
+        while half >= 2 {
+            radix4(v, tws, a, half / 2 * width, false);
+            half /= 4;
+        }
+    }
+}
+
+/// One level: blocks of `2 span` values, block `b` with twiddle `tws[b]`.
+#[inline(always)]
+fn radix2<S: Simd>(v: Lanes<S>, tws: &[[f64; 2]], a: &mut [f64], span: usize, inverse: bool) {
+    for (block, &tw) in a.chunks_exact_mut(2 * span).zip(tws) {
+        let t = v.tw(tw);
+        let (lo, hi) = block.split_at_mut(span);
+        let (lo, _) = S::as_mut_simd_f64s(lo);
+        let (hi, _) = S::as_mut_simd_f64s(hi);
+        for (x, y) in lo.iter_mut().zip(hi) {
             if inverse {
-                for (x, y) in lo.iter_mut().zip(hi) {
-                    v.gs(x, y, t);
-                }
+                v.gs(x, y, t);
             } else {
-                for (x, y) in lo.iter_mut().zip(hi) {
-                    v.ct(x, y, t);
-                }
+                v.ct(x, y, t);
             }
         }
-        half = if inverse { half * 2 } else { half / 2 };
+    }
+}
+
+/// Two levels: blocks of four spans of `quarter` values, block `b` with twiddle `tws[b]` on the
+/// outer level and `tws[2b]`, `tws[2b + 1]` on its two halves.
+#[inline(always)]
+fn radix4<S: Simd>(v: Lanes<S>, tws: &[[f64; 2]], a: &mut [f64], quarter: usize, inverse: bool) {
+    for (b, block) in a.chunks_exact_mut(4 * quarter).enumerate() {
+        let (t, t0, t1) = (v.tw(tws[b]), v.tw(tws[2 * b]), v.tw(tws[2 * b + 1]));
+        let (q01, q23) = block.split_at_mut(2 * quarter);
+        let (q0, q1) = q01.split_at_mut(quarter);
+        let (q2, q3) = q23.split_at_mut(quarter);
+        let (q0, _) = S::as_mut_simd_f64s(q0);
+        let (q1, _) = S::as_mut_simd_f64s(q1);
+        let (q2, _) = S::as_mut_simd_f64s(q2);
+        let (q3, _) = S::as_mut_simd_f64s(q3);
+        for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
+            if inverse {
+                v.gs(x0, x1, t0);
+                v.gs(x2, x3, t1);
+                v.gs(x0, x2, t);
+                v.gs(x1, x3, t);
+            } else {
+                v.ct(x0, x2, t);
+                v.ct(x1, x3, t);
+                v.ct(x0, x1, t0);
+                v.ct(x2, x3, t1);
+            }
+        }
     }
 }
 
@@ -445,20 +507,27 @@ impl WithSimd for Levels<'_> {
     }
 }
 
-/// A group of consecutive rows of the four-step matrix, transformed as one SIMD task: copied
-/// transposed into `buf` (so the rows are lanes), twisted, transformed (forward: twist, then
-/// levels; inverse: levels, then twist by the inverse root), copied back.
+/// A group of consecutive rows of the four-step matrix of a convolution, as one SIMD task:
+/// copied transposed into `buf` (so the rows are lanes), twisted and transformed forward, then,
+/// while still in cache, multiplied pointwise by the other operand's rows (done the same way
+/// in `other`'s buffer) or squared, scaled by `1/n`, transformed back, twisted by the inverse
+/// root and copied back. Fusing the pointwise product into the row pass saves three passes over
+/// the whole array per product (the forward rows' write, the pointwise pass, the inverse rows'
+/// read).
 struct Rows<'a> {
     prime: &'a Prime,
     rows: &'a mut [f64],
     buf: &'a mut [f64],
+    /// The other operand's rows and a buffer for them (`None` when squaring).
+    other: Option<(&'a [f64], &'a mut [f64])>,
     cols: usize,
     /// The index of the first row, and the number of bits of a row index.
     first: usize,
     r_log: u32,
-    /// The root of unity of the whole transform's length (or its inverse).
-    root: u64,
-    inverse: bool,
+    /// The root of unity of the power-of-two transform's length, and its inverse.
+    roots: [u64; 2],
+    /// `[1/n, 1/(n p)]` centered, `n` the whole transform's length.
+    scale: [f64; 2],
 }
 
 impl WithSimd for Rows<'_> {
@@ -470,30 +539,58 @@ impl WithSimd for Rows<'_> {
             prime,
             rows,
             buf,
+            other,
             cols,
             first,
             r_log,
-            root,
-            inverse,
+            roots: [root, root_inv],
+            scale,
         } = self;
         let g = rows.len() / cols;
-        let buf = &mut buf[..rows.len()];
-        for (l, row) in rows.chunks_exact(cols).enumerate() {
-            for (j, &x) in row.iter().enumerate() {
-                buf[j * g + l] = x;
-            }
-        }
         let v = Lanes::new(s, prime.p);
-        if inverse {
-            levels(v, &prime.inv, buf, g, true);
-            twist(v, prime, buf, g, first, r_log, root);
-        } else {
-            twist(v, prime, buf, g, first, r_log, root);
-            levels(v, &prime.fwd, buf, g, false);
+        // (No closures here: a closure is not inlined for sure, and out of line it would lose
+        // the instruction set this function is compiled for.)
+        let buf = &mut buf[..rows.len()];
+        transpose(rows, buf, g, cols);
+        twist(v, prime, buf, g, first, r_log, root);
+        levels(v, &prime.fwd, buf, g, false);
+        match other {
+            Some((b_rows, b_buf)) => {
+                let b_buf = &mut b_buf[..rows.len()];
+                transpose(b_rows, b_buf, g, cols);
+                twist(v, prime, b_buf, g, first, r_log, root);
+                levels(v, &prime.fwd, b_buf, g, false);
+                pointwise_lanes(v, buf, Some(b_buf), scale);
+            }
+            None => pointwise_lanes(v, buf, None, scale),
         }
-        for (l, row) in rows.chunks_exact_mut(cols).enumerate() {
-            for (j, x) in row.iter_mut().enumerate() {
-                *x = buf[j * g + l];
+        levels(v, &prime.inv, buf, g, true);
+        twist(v, prime, buf, g, first, r_log, root_inv);
+        transpose(buf, rows, cols, g);
+    }
+}
+
+/// Writes the `rows x cols` matrix `src` transposed into `dst` (`dst[j][i] = src[i][j]`), in
+/// blocks of 8 x 8 read and written as runs of eight (both sides multiples of 8).
+#[inline(always)]
+fn transpose(src: &[f64], dst: &mut [f64], rows: usize, cols: usize) {
+    for (i8, band) in src.chunks_exact(8 * cols).enumerate() {
+        for j8 in 0..cols / 8 {
+            let mut block = [[0.0f64; 8]; 8];
+            for (b, row) in block.iter_mut().zip(band.chunks_exact(cols)) {
+                *b = row[8 * j8..8 * j8 + 8].try_into().expect("eight values");
+            }
+            for (j, out) in dst[8 * j8 * rows..]
+                .chunks_exact_mut(rows)
+                .take(8)
+                .enumerate()
+            {
+                let out: &mut [f64; 8] = (&mut out[8 * i8..8 * i8 + 8])
+                    .try_into()
+                    .expect("eight values");
+                for (o, b) in out.iter_mut().zip(&block) {
+                    *o = b[j];
+                }
             }
         }
     }
@@ -546,89 +643,104 @@ fn twist<S: Simd>(
     }
 }
 
-/// The row pass: groups of at least eight rows (about [`COLUMN_BUFFER`] values) as [`Rows`]
-/// tasks, on rayon when `par`.
-fn row_pass(isa: Isa, prime: &Prime, a: &mut [f64], cols: usize, root: u64, inverse: bool) {
+/// The fused row pass of a convolution: groups of at least eight rows (about
+/// [`COLUMN_BUFFER`] values) as [`Rows`] tasks, on rayon when long.
+fn row_pass(
+    isa: Isa,
+    prime: &Prime,
+    a: &mut [f64],
+    b: Option<&[f64]>,
+    cols: usize,
+    scale: [f64; 2],
+) {
     let rows = a.len() / cols;
+    let root = prime.root(a.len());
+    let roots = [root, inv_mod(root, prime.p)];
     let r_log = rows.trailing_zeros();
     let g = (COLUMN_BUFFER / cols).clamp(8, rows);
-    let task = |buf: &mut Vec<f64>, (i, group): (usize, &mut [f64])| {
+    let size = g * cols;
+    let buffers = || {
+        let other = if b.is_some() {
+            vec![0.0; size]
+        } else {
+            Vec::new()
+        };
+        (vec![0.0; size], other)
+    };
+    let task = |(buf, b_buf): &mut (Vec<f64>, Vec<f64>), (i, group): (usize, &mut [f64])| {
         isa.run(Rows {
             prime,
             rows: group,
             buf,
+            other: b.map(|b| (&b[i * size..(i + 1) * size], &mut b_buf[..])),
             cols,
             first: i * g,
             r_log,
-            root,
-            inverse,
+            roots,
+            scale,
         });
     };
     if a.len() >= 1 << PAR_MIN_LOG {
-        a.par_chunks_mut(g * cols)
+        a.par_chunks_mut(size)
             .enumerate()
-            .for_each_init(|| vec![0.0; g * cols], task);
+            .for_each_init(buffers, task);
     } else {
-        let mut buf = vec![0.0; g * cols];
-        a.chunks_mut(g * cols)
+        let mut bufs = buffers();
+        a.chunks_mut(size)
             .enumerate()
-            .for_each(|item| task(&mut buf, item));
+            .for_each(|item| task(&mut bufs, item));
     }
 }
 
-/// Forward power-of-two transform, natural order in, below `2p` in and out.
-fn forward_pow2(isa: Isa, prime: &Prime, a: &mut [f64]) {
+/// The power-of-two part of a convolution: `a` (and `b`) transformed forward, multiplied
+/// pointwise (or `a` squared), scaled by `scale` and transformed back into `a`; below `2p` in
+/// and out. From 64 points the four-step method: column passes forward, the fused row pass
+/// ([`Rows`]), the column pass inverse.
+fn convolve_pow2(
+    isa: Isa,
+    prime: &Prime,
+    a: &mut [f64],
+    mut b: Option<&mut [f64]>,
+    scale: [f64; 2],
+) {
     let k = a.len().trailing_zeros();
     if k < FOUR_STEP_MIN_LOG {
-        return isa.run_if(
-            false,
-            Levels {
-                prime,
-                a,
-                width: 1,
-                inverse: false,
-            },
-        );
+        levels_one_lane(isa, prime, a, false);
+        if let Some(b) = b.as_deref_mut() {
+            levels_one_lane(isa, prime, b, false);
+        }
+        pointwise(isa, prime, a, b.as_deref(), scale);
+        levels_one_lane(isa, prime, a, true);
+        return;
     }
     let cols = 1usize << (k - k / 2);
     let par = k >= PAR_MIN_LOG;
-    column_pass(a, cols, par, |buf, g| {
-        isa.run(Levels {
-            prime,
-            a: buf,
-            width: g,
-            inverse: false,
+    let columns = |x: &mut [f64], inverse: bool| {
+        column_pass(x, cols, par, |buf, g| {
+            isa.run(Levels {
+                prime,
+                a: buf,
+                width: g,
+                inverse,
+            })
         })
-    });
-    row_pass(isa, prime, a, cols, prime.root(a.len()), false);
+    };
+    both(par, a, b.as_deref_mut(), |x| columns(x, false));
+    row_pass(isa, prime, a, b.as_deref(), cols, scale);
+    columns(a, true);
 }
 
-/// Inverse of [`forward_pow2`] times the length, below `2p` in and out.
-fn inverse_pow2(isa: Isa, prime: &Prime, a: &mut [f64]) {
-    let k = a.len().trailing_zeros();
-    if k < FOUR_STEP_MIN_LOG {
-        return isa.run_if(
-            false,
-            Levels {
-                prime,
-                a,
-                width: 1,
-                inverse: true,
-            },
-        );
-    }
-    let cols = 1usize << (k - k / 2);
-    let par = k >= PAR_MIN_LOG;
-    let root = inv_mod(prime.root(a.len()), prime.p);
-    row_pass(isa, prime, a, cols, root, true);
-    column_pass(a, cols, par, |buf, g| {
-        isa.run(Levels {
+/// The levels of a power-of-two transform of fewer than 64 points, one lane at a time.
+fn levels_one_lane(isa: Isa, prime: &Prime, a: &mut [f64], inverse: bool) {
+    isa.run_if(
+        false,
+        Levels {
             prime,
-            a: buf,
-            width: g,
-            inverse: true,
-        })
-    });
+            a,
+            width: 1,
+            inverse,
+        },
+    );
 }
 
 /// One chunk of the radix-3 pass: points `first..` of the three thirds.
@@ -731,92 +843,107 @@ fn radix3(isa: Isa, prime: &Prime, a: &mut [f64], inverse: bool) {
     }
 }
 
-/// Runs `op` on the three thirds of `a`, under `join` when long.
-fn on_thirds(a: &mut [f64], op: impl Fn(&mut [f64]) + Sync) {
-    let (n, m) = (a.len(), a.len() / 3);
+/// The three thirds of `a`.
+fn thirds(a: &mut [f64]) -> [&mut [f64]; 3] {
+    let m = a.len() / 3;
     let (x0, rest) = a.split_at_mut(m);
     let (x1, x2) = rest.split_at_mut(m);
-    if n >= 3 << PAR_MIN_LOG {
-        rayon::join(|| op(x0), || rayon::join(|| op(x1), || op(x2)));
-    } else {
-        op(x0);
-        op(x1);
-        op(x2);
-    }
+    [x0, x1, x2]
 }
 
-/// Forward transform of length `2^k` or `3 * 2^k`, below `2p` in and out.
-fn forward(isa: Isa, prime: &Prime, a: &mut [f64]) {
-    if a.len() % 3 == 0 {
-        radix3(isa, prime, a, false);
-        on_thirds(a, |x| forward_pow2(isa, prime, x));
-    } else {
-        forward_pow2(isa, prime, a);
-    }
-}
-
-/// Inverse of [`forward`] times the length, below `2p` in and out.
-fn inverse(isa: Isa, prime: &Prime, a: &mut [f64]) {
-    if a.len() % 3 == 0 {
-        on_thirds(a, |x| inverse_pow2(isa, prime, x));
-        radix3(isa, prime, a, true);
-    } else {
-        inverse_pow2(isa, prime, a);
-    }
-}
-
-/// Pointwise `a = a b / n` (or `a a / n`) on one chunk.
-struct Pointwise<'a> {
-    prime: &'a Prime,
-    a: &'a mut [f64],
-    b: Option<&'a [f64]>,
-    /// `[1/n, 1/(n p)]` centered.
-    scale: [f64; 2],
-}
-
-impl WithSimd for Pointwise<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        let v = Lanes::new(s, self.prime.p);
-        let scale = v.tw(self.scale);
-        let (a, _) = S::as_mut_simd_f64s(self.a);
-        match self.b {
-            Some(b) => {
-                let (b, _) = S::as_simd_f64s(b);
-                for (x, &y) in a.iter_mut().zip(b) {
-                    let z = v.mul(v.reduce(*x), v.reduce(y));
-                    *x = v.mul_tw(z, scale);
-                }
-            }
-            None => {
-                for x in a.iter_mut() {
-                    let u = v.reduce(*x);
-                    *x = v.mul_tw(v.mul(u, u), scale);
-                }
-            }
+/// Runs `op(a, b)` on `a` and `b` (when given), under `join` when `par`.
+fn both(par: bool, a: &mut [f64], b: Option<&mut [f64]>, op: impl Fn(&mut [f64]) + Sync) {
+    match b {
+        Some(b) if par => {
+            rayon::join(|| op(a), || op(b));
         }
+        Some(b) => {
+            op(a);
+            op(b);
+        }
+        None => op(a),
     }
 }
 
-/// Pointwise products over the whole transform, in chunks on rayon when long.
-fn pointwise(isa: Isa, prime: &Prime, a: &mut [f64], b: Option<&[f64]>) {
+/// The cyclic convolution of `a` and `b` (or of `a` with itself) over `a.len()` points
+/// (`2^k` or `3 * 2^k`), times `n` (undone by `scale`), into `a`; below `2p` in and out. For
+/// `3 * 2^k` points: the radix-3 pass forward, a power-of-two convolution per third (the
+/// thirds under `join` when long), the radix-3 pass inverse.
+fn convolve(isa: Isa, prime: &Prime, a: &mut [f64], mut b: Option<&mut [f64]>, scale: [f64; 2]) {
     let n = a.len();
-    let scale = twiddle(inv_mod(n as u64 % prime.p, prime.p), prime.p);
-    let whole = n % 8 == 0;
-    let op = |a: &mut [f64], b: Option<&[f64]>| isa.run_if(whole, Pointwise { prime, a, b, scale });
-    if n >= 1 << PAR_MIN_LOG && n % CHUNK == 0 {
-        match b {
-            Some(b) => a
-                .par_chunks_mut(CHUNK)
-                .zip(b.par_chunks(CHUNK))
-                .for_each(|(x, y)| op(x, Some(y))),
-            None => a.par_chunks_mut(CHUNK).for_each(|x| op(x, None)),
-        }
-    } else {
-        op(a, b);
+    if n % 3 != 0 {
+        return convolve_pow2(isa, prime, a, b, scale);
     }
+    let par = n >= 3 << PAR_MIN_LOG;
+    both(par, a, b.as_deref_mut(), |x| radix3(isa, prime, x, false));
+    {
+        let [a0, a1, a2] = thirds(a);
+        let [b0, b1, b2] = match b {
+            Some(b) => thirds(b).map(Some),
+            None => [None, None, None],
+        };
+        let third = |x: &mut [f64], y: Option<&mut [f64]>| convolve_pow2(isa, prime, x, y, scale);
+        if par {
+            rayon::join(
+                || third(a0, b0),
+                || rayon::join(|| third(a1, b1), || third(a2, b2)),
+            );
+        } else {
+            third(a0, b0);
+            third(a1, b1);
+            third(a2, b2);
+        }
+    }
+    radix3(isa, prime, a, true);
+}
+
+/// `a = a b scale` (or `a a scale`), lane by lane.
+#[inline(always)]
+fn pointwise_lanes<S: Simd>(v: Lanes<S>, a: &mut [f64], b: Option<&[f64]>, scale: [f64; 2]) {
+    let scale = v.tw(scale);
+    let (a, _) = S::as_mut_simd_f64s(a);
+    match b {
+        Some(b) => {
+            let (b, _) = S::as_simd_f64s(b);
+            for (x, &y) in a.iter_mut().zip(b) {
+                let z = v.mul(v.reduce(*x), v.reduce(y));
+                *x = v.mul_tw(z, scale);
+            }
+        }
+        None => {
+            for x in a.iter_mut() {
+                let u = v.reduce(*x);
+                *x = v.mul_tw(v.mul(u, u), scale);
+            }
+        }
+    }
+}
+
+/// Pointwise products of the short transforms (fewer than 64 points), one lane at a time.
+fn pointwise(isa: Isa, prime: &Prime, a: &mut [f64], b: Option<&[f64]>, scale: [f64; 2]) {
+    struct Pointwise<'a> {
+        p: u64,
+        a: &'a mut [f64],
+        b: Option<&'a [f64]>,
+        scale: [f64; 2],
+    }
+    impl WithSimd for Pointwise<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            pointwise_lanes(Lanes::new(s, self.p), self.a, self.b, self.scale);
+        }
+    }
+    isa.run_if(
+        false,
+        Pointwise {
+            p: prime.p,
+            a,
+            b,
+            scale,
+        },
+    );
 }
 
 /// `x` reduced modulo the prime into a transform buffer of `n` points (zero-padded).
@@ -844,98 +971,123 @@ fn load(prime: &Prime, x: &[u64], n: usize) -> Vec<u64> {
 /// `2p` in absolute value.
 fn residues(isa: Isa, i: usize, a: &[u64], b: Option<&[u64]>, n: usize) -> Vec<u64> {
     let prime = &primes()[i];
-    let mut fa = load(prime, a, n);
-    match b {
-        Some(b) => {
-            let mut fb = Vec::new();
-            let transform_b = |fb: &mut Vec<u64>| {
-                *fb = load(prime, b, n);
-                forward(isa, prime, bytemuck::cast_slice_mut(fb));
-            };
-            if n >= 1 << PAR_MIN_LOG {
-                rayon::join(
-                    || forward(isa, prime, bytemuck::cast_slice_mut(&mut fa)),
-                    || transform_b(&mut fb),
-                );
-            } else {
-                forward(isa, prime, bytemuck::cast_slice_mut(&mut fa));
-                transform_b(&mut fb);
-            }
-            pointwise(
-                isa,
-                prime,
-                bytemuck::cast_slice_mut(&mut fa),
-                Some(bytemuck::cast_slice(&fb)),
-            );
-            give(fb);
-        }
-        None => {
-            forward(isa, prime, bytemuck::cast_slice_mut(&mut fa));
-            pointwise(isa, prime, bytemuck::cast_slice_mut(&mut fa), None);
-        }
+    let scale = twiddle(inv_mod(n as u64 % prime.p, prime.p), prime.p);
+    let (mut fa, mut fb) = if n >= 1 << PAR_MIN_LOG {
+        rayon::join(|| load(prime, a, n), || b.map(|b| load(prime, b, n)))
+    } else {
+        (load(prime, a, n), b.map(|b| load(prime, b, n)))
+    };
+    convolve(
+        isa,
+        prime,
+        bytemuck::cast_slice_mut(&mut fa),
+        fb.as_mut().map(|v| bytemuck::cast_slice_mut(v)),
+        scale,
+    );
+    if let Some(fb) = fb {
+        give(fb);
     }
-    inverse(isa, prime, bytemuck::cast_slice_mut(&mut fa));
     fa
 }
 
-/// Garner's CRT for the three primes, with Shoup companions of its constants.
+/// Garner's CRT for the three primes: the mixed-radix digits `v0, v1, v2` of each coefficient
+/// (`x = v0 + v1 p0 + v2 p0 p1`) on SIMD lanes, then, one coefficient at a time, `x` plus the
+/// carry split into a limb and the next carry with a single division by `10^19`.
 #[derive(Clone, Copy, Debug)]
 struct Crt {
-    /// `p0^-1 mod p1`.
-    c1: [u64; 2],
-    /// `p0 mod p2`.
-    p0_2: [u64; 2],
-    /// `(p0 p1)^-1 mod p2`.
-    c2: [u64; 2],
-    /// `p0 p1`.
-    p01: u128,
+    isa: Isa,
+    /// `[c, c/p]` centered: `p0^-1 mod p1`, `p0 mod p2` and `(p0 p1)^-1 mod p2`.
+    c1: [f64; 2],
+    p0_2: [f64; 2],
+    c2: [f64; 2],
+    /// `p0 p1 = hi 10^19 + lo`.
+    p01: (u64, u64),
 }
 
-/// `[w, floor(w 2^64 / p)]`.
-fn shoup(w: u64, p: u64) -> [u64; 2] {
-    [w, ((u128::from(w) << 64) / u128::from(p)) as u64]
+/// Coefficients per SIMD block of the CRT.
+const CRT_BLOCK: usize = 256;
+
+/// The mixed-radix digits of a block of coefficients, each in `[0, p_i)` as `f64`.
+struct Garner<'a> {
+    crt: &'a Crt,
+    r: [&'a [f64]; 3],
+    out: &'a mut [[f64; CRT_BLOCK]; 3],
 }
 
-/// `x w mod p` in `[0, p)` for `x < 2^64` and a reduced `w` with its companion.
-#[inline(always)]
-fn shoup_mul(x: u64, [w, wp]: [u64; 2], p: u64) -> u64 {
-    let q = ((u128::from(x) * u128::from(wp)) >> 64) as u64;
-    let r = x.wrapping_mul(w).wrapping_sub(q.wrapping_mul(p));
-    if r >= p { r - p } else { r }
+impl WithSimd for Garner<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let [f0, f1, f2] = primes();
+        let (l0, l1, l2) = (
+            Lanes::new(s, f0.p),
+            Lanes::new(s, f1.p),
+            Lanes::new(s, f2.p),
+        );
+        let (c1, p0_2, c2) = (l1.tw(self.crt.c1), l2.tw(self.crt.p0_2), l2.tw(self.crt.c2));
+        let [r0, r1, r2] = self.r;
+        let n = r0.len();
+        let [o0, o1, o2] = self.out;
+        let (o0, _) = S::as_mut_simd_f64s(&mut o0[..n]);
+        let (o1, _) = S::as_mut_simd_f64s(&mut o1[..n]);
+        let (o2, _) = S::as_mut_simd_f64s(&mut o2[..n]);
+        let (r0, _) = S::as_simd_f64s(r0);
+        let (r1, _) = S::as_simd_f64s(r1);
+        let (r2, _) = S::as_simd_f64s(r2);
+        for (((((&x, &y), &z), v0), v1), v2) in r0.iter().zip(r1).zip(r2).zip(o0).zip(o1).zip(o2) {
+            let a = l0.positive(l0.reduce(x));
+            // b = (y - a) / p0 mod p1; c = (z - a - b p0) / (p0 p1) mod p2.
+            let b = l1.positive(l1.reduce(l1.mul_tw(s.sub_f64s(y, a), c1)));
+            let e = s.sub_f64s(l2.reduce(s.sub_f64s(z, a)), l2.mul_tw(b, p0_2));
+            let c = l2.positive(l2.reduce(l2.mul_tw(e, c2)));
+            (*v0, *v1, *v2) = (a, b, c);
+        }
+    }
 }
 
 impl Crt {
-    fn new() -> Self {
+    fn new(isa: Isa) -> Self {
         let [p0, p1, p2] = PRIMES;
+        let p01 = u128::from(p0) * u128::from(p1);
+        let base = u128::from(super::limbs::BASE);
         Crt {
-            c1: shoup(inv_mod(p0 % p1, p1), p1),
-            p0_2: shoup(p0 % p2, p2),
-            c2: shoup(inv_mod(mul_mod(p0, p1, p2), p2), p2),
-            p01: u128::from(p0) * u128::from(p1),
+            isa,
+            c1: twiddle(inv_mod(p0 % p1, p1), p1),
+            p0_2: twiddle(p0 % p2, p2),
+            c2: twiddle(inv_mod(mul_mod(p0, p1, p2), p2), p2),
+            p01: ((p01 / base) as u64, (p01 % base) as u64),
         }
     }
 
     /// Converts the residues (as `f64` bits) of a stretch of coefficients into limbs in place
     /// in `r0`, carrying from `carry`; returns the carry out.
     fn run(&self, r0: &mut [u64], r1: &[u64], r2: &[u64], mut carry: u128) -> u128 {
-        let [f0, f1, f2] = primes();
-        let [p0, p1, p2] = PRIMES;
-        for ((x, &y), &z) in r0.iter_mut().zip(r1).zip(r2) {
-            let v0 = f0.normalize(f64::from_bits(*x));
-            let y1 = f1.normalize(f64::from_bits(y));
-            let y2 = f2.normalize(f64::from_bits(z));
-            // v1 = (y1 - v0) / p0 mod p1; v2 = (y2 - v0 - v1 p0) / (p0 p1) mod p2.
-            let v1 = shoup_mul(y1 + 2 * p1 - v0, self.c1, p1);
-            let t = shoup_mul(v1, self.p0_2, p2);
-            let v2 = shoup_mul(y2 + 4 * p2 - v0 - t, self.c2, p2);
-            // x = v0 + v1 p0 + v2 p0 p1 < p0 p1 p2 < 2^150.
-            let lo = u128::from(v0) + u128::from(v1) * u128::from(p0);
-            let a = u128::from(v2) * (self.p01 as u64) as u128;
-            let b = u128::from(v2) * (self.p01 >> 64);
-            let (s, c) = lo.overflowing_add(a);
-            let hi = b + (s >> 64) + (u128::from(c) << 64);
-            let (top, low) = ((hi >> 64) as u64, (hi << 64) | (s as u64) as u128);
-            (*x, carry) = split_limb(top, low, carry);
+        let p0 = u128::from(PRIMES[0]);
+        let (hi, lo) = (u128::from(self.p01.0), u128::from(self.p01.1));
+        let mut digits = [[0.0; CRT_BLOCK]; 3];
+        for ((x, y), z) in r0
+            .chunks_mut(CRT_BLOCK)
+            .zip(r1.chunks(CRT_BLOCK))
+            .zip(r2.chunks(CRT_BLOCK))
+        {
+            let r: [&[f64]; 3] = [&*x, y, z].map(bytemuck::cast_slice);
+            let garner = Garner {
+                crt: self,
+                r,
+                out: &mut digits,
+            };
+            self.isa.run_if(x.len() % 8 == 0, garner);
+            let [d0, d1, d2] = &digits;
+            for (((x, &a), &b), &c) in x.iter_mut().zip(d0).zip(d1).zip(d2) {
+                let (a, b, c) = (a as u64, b as u64, c as u64);
+                // x = a + b p0 + c (hi 10^19 + lo): below 2^114 with the carry (< 2^88)
+                // before the high part, whose product goes straight to the next carry.
+                let low = u128::from(a) + u128::from(b) * p0 + u128::from(c) * lo + carry;
+                let (q, limb) = super::limbs::div_base_wide(low);
+                *x = limb;
+                carry = u128::from(q) + u128::from(c) * hi;
+            }
         }
         carry
     }
@@ -957,7 +1109,7 @@ pub(crate) fn product(isa: Isa, a: &[u64], b: Option<&[u64]>) -> Vec<u64> {
     let n = transform_len(conv);
     let residue = |i: usize| residues(isa, i, a, b, n);
     let [r0, r1, r2] = per_prime(sequential_primes(n), residue);
-    let crt = Crt::new();
+    let crt = Crt::new(isa);
     assemble([r0, r1, r2], conv, |x, y, z| crt.run(x, y, z, 0))
 }
 
@@ -1106,43 +1258,36 @@ mod tests {
     }
 
     #[test]
-    fn inverse_undoes_forward_at_every_shape() {
+    fn convolutions_match_the_schoolbook_cyclic_convolution() {
+        let mut next = rng(0xc0ff_ee11);
         for isa in Isa::all() {
             for n in [
-                1usize,
-                2,
-                3,
-                4,
-                6,
-                8,
-                12,
-                16,
-                32,
-                48,
-                64,
-                96,
-                128,
-                1 << 10,
-                3 << 10,
-                1 << 13,
-                1 << 14,
-                3 << 14,
-                1 << 15,
-                3 << 16,
+                1usize, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 768,
             ] {
                 for prime in primes() {
                     let p = prime.p;
-                    let x: Vec<u64> = (0..n as u64).map(|i| (i * 0x9e37_79b9 + 7) % p).collect();
-                    let mut y: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-                    forward(isa, prime, &mut y);
-                    assert!(y.iter().all(|v| v.abs() < 2.0 * p as f64));
-                    inverse(isa, prime, &mut y);
-                    let ninv = inv_mod(n as u64 % p, p);
-                    let back: Vec<u64> = y
-                        .iter()
-                        .map(|&v| mul_mod(prime.normalize(v), ninv, p))
-                        .collect();
-                    assert_eq!(back, x, "{isa:?}, n = {n}");
+                    let x: Vec<u64> = (0..n).map(|_| next() % p).collect();
+                    let y: Vec<u64> = (0..n).map(|_| next() % p).collect();
+                    let mut want = vec![0u64; n];
+                    let mut want_sq = vec![0u64; n];
+                    for i in 0..n {
+                        for j in 0..n {
+                            let k = (i + j) % n;
+                            want[k] = (want[k] + mul_mod(x[i], y[j], p)) % p;
+                            want_sq[k] = (want_sq[k] + mul_mod(x[i], x[j], p)) % p;
+                        }
+                    }
+                    let scale = twiddle(inv_mod(n as u64 % p, p), p);
+                    let as_f64 = |v: &[u64]| v.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+                    let (mut a, mut b) = (as_f64(&x), as_f64(&y));
+                    convolve(isa, prime, &mut a, Some(&mut b), scale);
+                    assert!(a.iter().all(|v| v.abs() < 2.0 * p as f64));
+                    let got: Vec<u64> = a.iter().map(|&v| prime.normalize(v)).collect();
+                    assert_eq!(got, want, "{isa:?}, n = {n}");
+                    let mut a = as_f64(&x);
+                    convolve(isa, prime, &mut a, None, scale);
+                    let got: Vec<u64> = a.iter().map(|&v| prime.normalize(v)).collect();
+                    assert_eq!(got, want_sq, "{isa:?}, n = {n}, square");
                 }
             }
         }
