@@ -335,7 +335,7 @@ impl<S: Simd> Lanes<S> {
         let s = self.s;
         Tw {
             w,
-            nw: s.neg_f64s(w),
+            nw: s.sub_f64s(s.splat_f64s(0.0), w),
             wq: s.mul_f64s(w, self.pinv),
         }
     }
@@ -370,7 +370,8 @@ impl<S: Simd> Lanes<S> {
     fn mul(self, a: S::f64s, b: S::f64s) -> S::f64s {
         let s = self.s;
         let h = s.mul_f64s(a, b);
-        let nh = s.neg_f64s(h);
+        // (pulp's `neg_f64s` is not always inlined; out of line it costs a call per vector.)
+        let nh = s.sub_f64s(s.splat_f64s(0.0), h);
         let l = s.mul_add_f64s(a, b, nh);
         let q = self.round(h, self.pinv);
         let r = s.mul_add_f64s(q, self.p, nh);

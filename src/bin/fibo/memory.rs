@@ -204,7 +204,7 @@ pub fn plan(
     // of starting afresh (9 s instead of 1.3 s for `50000000..50000008`).
     let fixed = cache_bytes.unwrap_or_else(|| {
         let max_n = inputs.max().map_or(0, |(n, _)| n);
-        if full_value(max_n, what) {
+        if full_value(max_n, what) && inputs.count() > 1 {
             4 * (fib::digit_count(max_n) / 19 + 1) * 8
         } else {
             0
@@ -241,8 +241,15 @@ pub fn plan(
             human(limit),
         ));
     }
-    let cache_bytes =
-        cache_bytes.unwrap_or_else(|| (limit - need + fixed).min(fib::DEFAULT_CACHE_BYTES as u64));
+    // One input leaves nothing for a cache to serve: none, so the engine computes that value
+    // alone (the last doubling step one product) instead of its pair.
+    let cache_bytes = cache_bytes.unwrap_or_else(|| {
+        if inputs.count() <= 1 {
+            0
+        } else {
+            (limit - need + fixed).min(fib::DEFAULT_CACHE_BYTES as u64)
+        }
+    });
     Ok(Plan {
         threads,
         workers,
