@@ -267,7 +267,9 @@ impl Prime {
     fn reduce_limb(&self, x: u64) -> f64 {
         let q = ((u128::from(x) * u128::from(self.barrett)) >> 64) as u64;
         let r = x - q * self.p;
-        (if r >= self.p { r - self.p } else { r }) as f64
+        // Through i64: a signed conversion is one instruction on every x86-64, an unsigned one
+        // a branchy sequence without AVX-512 (this code is not in a SIMD task).
+        (if r >= self.p { r - self.p } else { r }) as i64 as f64
     }
 
     /// A residue below `4p` in absolute value as an integer in `[0, p)`.
@@ -1081,7 +1083,8 @@ impl Crt {
             self.isa.run_if(x.len() % 8 == 0, garner);
             let [d0, d1, d2] = &digits;
             for (((x, &a), &b), &c) in x.iter_mut().zip(d0).zip(d1).zip(d2) {
-                let (a, b, c) = (a as u64, b as u64, c as u64);
+                // (Through i64: see `Prime::reduce_limb`.)
+                let (a, b, c) = (a as i64 as u64, b as i64 as u64, c as i64 as u64);
                 // x = a + b p0 + c (hi 10^19 + lo): below 2^114 with the carry (< 2^88)
                 // before the high part, whose product goes straight to the next carry.
                 let low = u128::from(a) + u128::from(b) * p0 + u128::from(c) * lo + carry;

@@ -3,6 +3,7 @@
 use super::fma;
 use super::karatsuba::{self, KARATSUBA_MIN, KARATSUBA_SQR_MIN};
 use super::limbs;
+use super::ntt;
 
 /// From this many limbs (smaller operand) a product goes to the NTT.
 pub(crate) const NTT_MIN: usize = 448;
@@ -26,6 +27,7 @@ pub(crate) const NTT_SQR_MIN: usize = 512;
 /// let auto = x.square();
 /// assert_eq!(x.square_using(MulAlgorithm::Schoolbook), auto);
 /// assert_eq!(x.mul_using(&x, MulAlgorithm::Ntt), auto);
+/// assert_eq!(x.mul_using(&x, MulAlgorithm::IntegerNtt), auto);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -38,8 +40,13 @@ pub enum MulAlgorithm {
     Schoolbook,
     /// Karatsuba, down to schoolbook below the Auto threshold; never the NTT.
     Karatsuba,
-    /// The three-prime number-theoretic transform, whatever the size.
+    /// A number-theoretic transform whatever the size: the fastest exact one this CPU has
+    /// (f64 FMA on SIMD lanes with AVX2 or AVX-512, for a smaller operand of up to about 14
+    /// million limbs), else [`IntegerNtt`](Self::IntegerNtt).
     Ntt,
+    /// The integer transform over three primes below `2^62`, one lane, whatever the CPU: the
+    /// fallback of [`Ntt`](Self::Ntt), exact to `2^59` limbs; for comparisons.
+    IntegerNtt,
 }
 
 /// `a * b` as normalized limbs.
@@ -54,8 +61,10 @@ pub(crate) fn mul(a: &[u64], b: &[u64], alg: MulAlgorithm) -> Vec<u64> {
         MulAlgorithm::Auto => MulAlgorithm::Schoolbook,
         other => other,
     };
-    if alg == MulAlgorithm::Ntt {
-        return fma::mul(a, b);
+    match alg {
+        MulAlgorithm::Ntt => return fma::mul(a, b),
+        MulAlgorithm::IntegerNtt => return ntt::mul(a, b),
+        _ => {}
     }
     let mut out = vec![0u64; a.len() + b.len()];
     if alg == MulAlgorithm::Karatsuba {
@@ -78,8 +87,10 @@ pub(crate) fn square(a: &[u64], alg: MulAlgorithm) -> Vec<u64> {
         MulAlgorithm::Auto => MulAlgorithm::Schoolbook,
         other => other,
     };
-    if alg == MulAlgorithm::Ntt {
-        return fma::square(a);
+    match alg {
+        MulAlgorithm::Ntt => return fma::square(a),
+        MulAlgorithm::IntegerNtt => return ntt::square(a),
+        _ => {}
     }
     let mut out = vec![0u64; 2 * a.len()];
     if alg == MulAlgorithm::Karatsuba {

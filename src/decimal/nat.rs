@@ -198,7 +198,12 @@ impl DecNat {
     /// let a = DecNat::from(u128::MAX);
     /// let b = DecNat::from(12_345u64);
     /// let want = &a * &b;
-    /// for alg in [MulAlgorithm::Schoolbook, MulAlgorithm::Karatsuba, MulAlgorithm::Ntt] {
+    /// for alg in [
+    ///     MulAlgorithm::Schoolbook,
+    ///     MulAlgorithm::Karatsuba,
+    ///     MulAlgorithm::Ntt,
+    ///     MulAlgorithm::IntegerNtt,
+    /// ] {
     ///     assert_eq!(a.mul_using(&b, alg), want);
     /// }
     /// ```
