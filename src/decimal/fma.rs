@@ -30,10 +30,11 @@
 //! yw mod p = l - r               // below 1.6 p in absolute value
 //! ```
 //!
-//! The error analysis: `|y w| < p^2 < 2^100`, so `h` has an error below `2^47`, which `l`
-//! holds exactly; `q` is within 1 of `y w / p` (two roundings of a value below `2^51`, then
-//! round to nearest), so `q p - h` is an integer below `p + 2^48 < 2^51`, exact in the fused
-//! operation. A product of two variables (pointwise products, twists, radix-3 twiddles) takes
+//! The error analysis, for `|y| < 4p`: `|y w| < 2 p^2 < 2^101`, so `h` has an error of at most
+//! `2^48`, which `l` holds exactly; `q` is within 1 of `y w / p` (two roundings of a value
+//! below `2^51`, then round to nearest), so `q p - h` is an integer below `p + 2^48 < 2^51`,
+//! exact in the fused operation, and the result is below `p + 2^49 < 1.6 p`. The tests run
+//! this arithmetic on every instruction set against `u128` arithmetic over the whole range. A product of two variables (pointwise products, twists, radix-3 twiddles) takes
 //! its quotient from `h * (1/p)` instead (operands first reduced where they could reach `2p`).
 //! A reduction `x - p round(x / p)` brings a value below `4p` to below `0.51 p`.
 //!
@@ -44,16 +45,28 @@
 //!
 //! # Transform shape
 //!
-//! The same transforms as `ntt.rs` (twiddle per block, natural order in, the same scrambled
-//! order out, the inverse its exact reverse; `2^k` and `3 * 2^k` points; the four-step method
-//! from 64 points), with one change so that every butterfly runs on whole SIMD vectors: the
-//! four-step row pass copies groups of at least eight rows into a buffer transposed (`row[r][j]`
-//! to `buf[j][r]`), so a butterfly's lanes are rows and every span is a multiple of eight
-//! values; the twist runs there too, each lane with its own chain of powers. The column pass is
-//! `ntt.rs`'s, which already works on groups of at least eight columns. Transforms below 64
-//! points, which only forced small products reach, run the same code one lane at a time.
-//! Parallelism is that of `ntt.rs` (column groups, row groups, radix-3 and pointwise chunks, the
-//! primes and the two forward transforms under `join`); each task enters the SIMD code once.
+//! The transforms of `ntt.rs` (twiddle per block, natural order in, a scrambled order out, the
+//! inverse its exact reverse; `2^k` and `3 * 2^k` points, the radix-3 pass first; the four-step
+//! method from 64 points), with three changes:
+//!
+//! - Every butterfly runs on whole SIMD vectors: the column pass (`ntt.rs`'s) works on groups of
+//!   at least eight columns, and the row pass copies groups of at least eight rows into a
+//!   buffer transposed (`row[r][j]` to `buf[j][r]`, in 8 x 8 blocks), so a butterfly's lanes
+//!   are rows; the twist runs there too, each lane with its own chains of powers. Levels go
+//!   two at a time (four spans per block), so a value is loaded once per two levels.
+//! - A product is one convolution, not two transforms and an inverse: the forward column
+//!   passes of both operands, then one row pass that, for each row group still in cache,
+//!   transforms both operands' rows, multiplies them (times `1/n`), transforms back and
+//!   untwists; then the inverse column pass (and the radix-3 pass). That saves three trips
+//!   through the whole array per product.
+//! - Garner's CRT computes its mixed-radix digits on lanes (256 coefficients at a time) and
+//!   splits each coefficient into a limb and a carry with one division by `10^19`.
+//!
+//! Transforms below 64 points, which only forced small products reach, run the same code one
+//! lane at a time. Parallelism is that of `ntt.rs` (column groups, row groups, radix-3 chunks,
+//! the primes and the two operands' column passes under `join`); each task enters the SIMD code
+//! once, and nothing inside a task is a closure (one not inlined would run without the
+//! instruction set).
 
 use std::sync::OnceLock;
 

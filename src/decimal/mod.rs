@@ -34,14 +34,20 @@
 //!   squares, which compute each off-diagonal product once);
 //! - Karatsuba (subtractive, no carry limb in the middle product) below 448 limbs (512 for
 //!   squares);
-//! - a number-theoretic transform over three primes below `2^62`, limbs transformed as they are
-//!   and the coefficients rebuilt by Garner's CRT straight into base 10^19. Exact while the
-//!   smaller operand has fewer than `2^59` limbs; transform lengths `2^k` and `3 * 2^k` up to
-//!   `3 * 2^32`, so products up to about `1.3e10` limbs (`2.4e11` digits); a longer product
-//!   panics. Butterflies use Shoup multiplication with lazy reduction, pointwise products
-//!   Montgomery. Transforms up to `2^16` points work in place level by level (in L2); longer
-//!   ones use the four-step method (column groups, twist, rows) so every pass works in cache;
-//!   see `ntt.rs`.
+//! - a number-theoretic transform, limbs transformed as they are and the coefficients rebuilt
+//!   by Garner's CRT straight into base 10^19, in one of two kinds:
+//!   - where the CPU has FMA lanes (AVX-512 or AVX2, detected at run time) and the smaller
+//!     operand has at most 14,269,455 limbs: three primes below `2^50`, arithmetic in `f64`
+//!     with fused multiply-add, eight or four lanes at a time, the pointwise product fused into
+//!     the four-step row pass; see `fma.rs` (`PARKIT_NTT=integer` in the environment turns
+//!     it off, `PARKIT_NTT=avx2` caps it at four lanes);
+//!   - otherwise three primes below `2^62` in integers, one lane: exact while the smaller
+//!     operand has fewer than `2^59` limbs; transform lengths `2^k` and `3 * 2^k` up to
+//!     `3 * 2^32`, so products up to about `1.3e10` limbs (`2.4e11` digits); a longer product
+//!     panics. Butterflies use Shoup multiplication with lazy reduction, pointwise products
+//!     Montgomery. Transforms up to `2^16` points work in place level by level (in L2);
+//!     longer ones use the four-step method (column groups, twist, rows) so every pass works
+//!     in cache; see `ntt.rs`.
 //!
 //! Parallelism lives inside the big products: the three primes under
 //! `rayon::join(a, || rayon::join(b, c))`, the two forward transforms of a product under

@@ -96,6 +96,10 @@ pub(crate) const MAX_LEN: usize = 3 << 32;
 /// Column-group buffers of the four-step method hold about this many elements.
 pub(super) const COLUMN_BUFFER: usize = 1 << 15;
 
+/// Transforms of at least this many points take their column groups in pieces four times as
+/// long (see [`column_pass`]).
+const BIG_TRANSFORM: usize = 1 << 21;
+
 /// CRT chunk length in the parallel case.
 const CRT_CHUNK: usize = 1 << 14;
 
@@ -473,7 +477,16 @@ pub(super) fn column_pass<T: Copy + Default + Send + Sync>(
     op: impl Fn(&mut [T], usize) + Sync,
 ) {
     let rows = a.len() / cols;
-    let g = (COLUMN_BUFFER / rows).clamp(8, cols);
+    // In long transforms each row's piece comes from memory: pieces four times as long (a
+    // group of 4 * COLUMN_BUFFER values, still within L2) made `fibo -j2 1e9` 0.93x (medians
+    // of 5) and left `fibo -j1 1e8` unchanged (0.98x, within the noise); applied to every
+    // length, 1e8 lost 2% (issue 15).
+    let buffer = if a.len() >= BIG_TRANSFORM {
+        4 * COLUMN_BUFFER
+    } else {
+        COLUMN_BUFFER
+    };
+    let g = (buffer / rows).clamp(8, cols);
     let mut groups: Vec<Vec<&mut [T]>> = (0..cols / g).map(|_| Vec::with_capacity(rows)).collect();
     for row in a.chunks_exact_mut(cols) {
         for (group, piece) in groups.iter_mut().zip(row.chunks_exact_mut(g)) {
