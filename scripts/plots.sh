@@ -56,7 +56,8 @@ scaling_csv() {
 }
 
 if [ -n "$table" ]; then
-  scaling_csv < "$table" > "$data/scaling.csv.tmp"
+  { echo "# converted from $(basename "$table") by scripts/plots.sh --scaling-table, $(date -u +%Y-%m-%d)"
+    scaling_csv < "$table"; } > "$data/scaling.csv.tmp"
   mv "$data/scaling.csv.tmp" "$data/scaling.csv"
 fi
 
