@@ -792,3 +792,27 @@ fn ends_with_its_reader_while_a_big_value_computes() {
         "fibo ran {after:?} after its reader left, {all:?} in all"
     );
 }
+
+#[test]
+fn every_transform_prints_the_same_digits() {
+    // PARKIT_NTT picks the integer transform or caps the FMA one at AVX2; whatever the CPU
+    // has, the digits are those of plain iteration, for one big value (its last products, of
+    // 1,100 limbs, go to a transform) and a batch around it.
+    let n = 200_000u64;
+    let want = iter_fib(n).to_string();
+    let run = |mode: &str| {
+        let out = fibo()
+            .env("PARKIT_NTT", mode)
+            .args(["200000", "199998..200002", "--format", "tsv"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{mode}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let auto = run("");
+    let first = auto.lines().next().unwrap();
+    assert_eq!(first, format!("{n}\t{want}"));
+    for mode in ["integer", "avx2"] {
+        assert_eq!(run(mode), auto, "PARKIT_NTT={mode}");
+    }
+}
