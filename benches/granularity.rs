@@ -7,35 +7,16 @@
 //! Medians are in `target/criterion/granularity_<cost>/<policy>/new/estimates.json`.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
 use parkit::decompose::GranularityExt;
 use parkit::granularity::Granularity;
 use rayon::prelude::*;
 
-/// About one nanosecond's worth of dependent arithmetic per step, opaque to the optimiser.
-fn spin(steps: u64, seed: u64) -> u64 {
-    let mut x = seed;
-    for i in 0..steps {
-        x = black_box(x.wrapping_mul(0x5851_f42d_4c95_7f2d).wrapping_add(i));
-    }
-    x
-}
-
-/// Spin steps per nanosecond on this machine: the best of a few 2 ms runs.
-fn steps_per_ns() -> f64 {
-    let steps = 1 << 20;
-    let best = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            black_box(spin(steps, 1));
-            t.elapsed()
-        })
-        .min()
-        .unwrap();
-    steps as f64 / best.as_nanos().max(1) as f64
-}
+#[path = "support/spin.rs"]
+mod spin;
+use spin::{spin, steps_per_ns};
 
 fn granularities(threads: usize) -> Vec<Granularity> {
     let mut all = vec![

@@ -74,8 +74,8 @@ use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::ntt::{
-    self, COLUMN_BUFFER, PAR_MIN_LOG, assemble, column_pass, give, per_prime, sequential_primes,
-    take, transform_len,
+    self, COLUMN_BUFFER, PAR_MIN_LOG, assemble, block_twiddles, column_pass, give, per_prime,
+    sequential_primes, take, transform_len,
 };
 
 /// The three primes, each below `2^50` with `3 * 2^31` dividing `p - 1`.
@@ -91,10 +91,6 @@ const GENERATORS: [u64; 3] = [5, 7, 11];
 /// The longest shorter operand, in limbs, whose product this transform computes exactly:
 /// `MAX_SHORTER * (10^19 - 1)^2 < p0 p1 p2` (checked in the tests).
 pub(crate) const MAX_SHORTER: usize = 14_269_455;
-
-/// Twiddle tables cover sub-transforms of up to `2^TABLE_LOG` points (four-step halves of
-/// transforms up to `2^32` points).
-const TABLE_LOG: u32 = 16;
 
 /// Power-of-two transforms below `2^FOUR_STEP_MIN_LOG` points run level by level, one lane at a
 /// time; from there the four-step method gives every butterfly whole vectors.
@@ -241,24 +237,13 @@ struct Prime {
 
 impl Prime {
     fn new(p: u64, g: u64) -> Self {
-        let half = 1usize << (TABLE_LOG - 1);
-        let mut fwd = vec![0u64; half];
-        let mut inv = vec![0u64; half];
-        fwd[0] = 1;
-        inv[0] = 1;
-        // T[b] = w_{2^K}^rev_{K-1}(b) and T[2^L + c] = T[c] w_{2^(L+2)}, as in ntt.rs.
-        let mut len = 1;
-        let mut level = 0u32;
-        while len < half {
-            let w = pow_mod(g, (p - 1) >> (level + 2), p);
-            let wi = inv_mod(w, p);
-            for c in 0..len {
-                fwd[len + c] = mul_mod(fwd[c], w, p);
-                inv[len + c] = mul_mod(inv[c], wi, p);
-            }
-            len *= 2;
-            level += 1;
-        }
+        let (fwd, inv) = block_twiddles(
+            |level| {
+                let w = pow_mod(g, (p - 1) >> (level + 2), p);
+                (w, inv_mod(w, p))
+            },
+            |x, w| mul_mod(x, w, p),
+        );
         let pair = |t: Vec<u64>| t.into_iter().map(|w| twiddle(w, p)).collect();
         Prime {
             p,

@@ -279,24 +279,13 @@ struct Ctx {
 impl Ctx {
     fn new(p: u64, g: u64) -> Self {
         let f = Field::new(p);
-        let half = 1usize << (TABLE_LOG - 1);
-        let mut fwd = vec![0u64; half];
-        let mut inv = vec![0u64; half];
-        fwd[0] = 1;
-        inv[0] = 1;
-        // T[b] = w_{2^K}^rev_{K-1}(b) and T[2^L + c] = T[c] w_{2^(L+2)}.
-        let mut len = 1;
-        let mut level = 0u32;
-        while len < half {
-            let w = f.pow(g, (p - 1) >> (level + 2));
-            let (wm, wim) = (f.mont_form(w), f.mont_form(f.inv(w)));
-            for c in 0..len {
-                fwd[len + c] = f.mont(fwd[c], wm);
-                inv[len + c] = f.mont(inv[c], wim);
-            }
-            len *= 2;
-            level += 1;
-        }
+        let (fwd, inv) = block_twiddles(
+            |level| {
+                let w = f.pow(g, (p - 1) >> (level + 2));
+                (f.mont_form(w), f.mont_form(f.inv(w)))
+            },
+            |x, wm| f.mont(x, wm),
+        );
         let pair = |t: Vec<u64>| t.into_iter().map(|w| [w, f.shoup(w)]).collect();
         Ctx {
             f,
@@ -311,6 +300,33 @@ impl Ctx {
         debug_assert_eq!((self.f.p - 1) % n as u64, 0);
         self.f.pow(self.g, (self.f.p - 1) / n as u64)
     }
+}
+
+/// The forward and inverse twiddle tables of a prime, `T[b]` for each block `b` below
+/// `2^(TABLE_LOG - 1)`: `T[b] = w_{2^K}^rev_{K-1}(b)`, built as `T[2^L + c] = T[c] w_{2^(L+2)}`.
+/// `roots(L)` gives `w_{2^(L+2)}` and its inverse in whatever form `mul(x, w)` takes to return
+/// the plain `x w mod p` (Montgomery form here, plain in `fma.rs`).
+pub(super) fn block_twiddles(
+    roots: impl Fn(u32) -> (u64, u64),
+    mul: impl Fn(u64, u64) -> u64,
+) -> (Vec<u64>, Vec<u64>) {
+    let half = 1usize << (TABLE_LOG - 1);
+    let mut fwd = vec![0u64; half];
+    let mut inv = vec![0u64; half];
+    fwd[0] = 1;
+    inv[0] = 1;
+    let mut len = 1;
+    let mut level = 0u32;
+    while len < half {
+        let (w, wi) = roots(level);
+        for c in 0..len {
+            fwd[len + c] = mul(fwd[c], w);
+            inv[len + c] = mul(inv[c], wi);
+        }
+        len *= 2;
+        level += 1;
+    }
+    (fwd, inv)
 }
 
 fn contexts() -> &'static [Ctx; 3] {
