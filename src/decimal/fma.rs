@@ -1005,10 +1005,22 @@ struct Crt {
     p01: (u64, u64),
 }
 
+/// `2^52`: for an integer `0 <= x < 2^52`, `x + 2^52` is exact and its bits are those of
+/// `2^52` plus `x`.
+const BIAS: f64 = 4_503_599_627_370_496.0;
+
+/// The integer `x` from `x + 2^52` as [`Garner`] leaves it: a subtraction of bits instead of a
+/// float-to-integer conversion (whose NaN and range checks cost more than the rest of a
+/// coefficient's arithmetic).
+#[inline(always)]
+fn unbias(biased: f64) -> u64 {
+    biased.to_bits() - BIAS.to_bits()
+}
+
 /// Coefficients per SIMD block of the CRT.
 const CRT_BLOCK: usize = 256;
 
-/// The mixed-radix digits of a block of coefficients, each in `[0, p_i)` as `f64`.
+/// The mixed-radix digits of a block of coefficients, each in `[0, p_i)`, as `f64` plus `2^52`.
 struct Garner<'a> {
     crt: &'a Crt,
     r: [&'a [f64]; 3],
@@ -1042,7 +1054,13 @@ impl WithSimd for Garner<'_> {
             let b = l1.positive(l1.reduce(l1.mul_tw(s.sub_f64s(y, a), c1)));
             let e = s.sub_f64s(l2.reduce(s.sub_f64s(z, a)), l2.mul_tw(b, p0_2));
             let c = l2.positive(l2.reduce(l2.mul_tw(e, c2)));
-            (*v0, *v1, *v2) = (a, b, c);
+            // Biased by 2^52, each digit's integer is the low bits of its f64 (see `unbias`).
+            let bias = s.splat_f64s(BIAS);
+            (*v0, *v1, *v2) = (
+                s.add_f64s(a, bias),
+                s.add_f64s(b, bias),
+                s.add_f64s(c, bias),
+            );
         }
     }
 }
@@ -1081,8 +1099,7 @@ impl Crt {
             self.isa.run_if(x.len() % 8 == 0, garner);
             let [d0, d1, d2] = &digits;
             for (((x, &a), &b), &c) in x.iter_mut().zip(d0).zip(d1).zip(d2) {
-                // (Through i64: see `Prime::reduce_limb`.)
-                let (a, b, c) = (a as i64 as u64, b as i64 as u64, c as i64 as u64);
+                let (a, b, c) = (unbias(a), unbias(b), unbias(c));
                 // x = a + b p0 + c (hi 10^19 + lo): below 2^114 with the carry (< 2^88)
                 // before the high part, whose product goes straight to the next carry.
                 let low = u128::from(a) + u128::from(b) * p0 + u128::from(c) * lo + carry;
