@@ -6,6 +6,8 @@
 //! so it is already "normalized" and one division costs two multiplications and a few
 //! additions, against a library call for a plain `u128 / u64`.
 
+use rayon::prelude::*;
+
 /// The limb base, 10^19: the largest power of ten below 2^64.
 pub(crate) const BASE: u64 = 10_000_000_000_000_000_000;
 
@@ -53,14 +55,53 @@ pub(crate) fn normalize(v: &mut Vec<u64>) {
 #[inline]
 pub(crate) fn add_assign(a: &mut [u64], b: &[u64]) -> u64 {
     debug_assert!(a.len() >= b.len());
-    let mut carry = 0u64;
     let (head, tail) = a.split_at_mut(b.len());
-    for (x, &y) in head.iter_mut().zip(b) {
+    let carry = in_chunks(head, b, add_head, add_small);
+    add_small(tail, carry)
+}
+
+/// `a += b` over equal lengths; returns the carry out.
+fn add_head(a: &mut [u64], b: &[u64]) -> u64 {
+    let mut carry = 0u64;
+    for (x, &y) in a.iter_mut().zip(b) {
         let t = *x as u128 + (y + carry) as u128;
         carry = u64::from(t >= BASE as u128);
         *x = (t - (carry * BASE) as u128) as u64;
     }
-    add_small(tail, carry)
+    carry
+}
+
+/// From this many limbs the carry passes (`add_assign`, `sub_assign`, `rsub_assign`,
+/// `mul_small`) run in chunks on rayon: in a Fibonacci doubling step they are the work between
+/// the products that one thread did alone.
+pub(crate) const PAR_LIMBS: usize = 1 << 16;
+
+/// Limbs per chunk of a parallel carry pass.
+const PAR_CHUNK: usize = 1 << 14;
+
+/// `op(a, b)` over equal lengths, returning its carry (or borrow) out: on rayon in chunks from
+/// [`PAR_LIMBS`] limbs, each chunk as if nothing came in, then each chunk's incoming carry
+/// added in order by `settle` (`add_small` or `sub_small`; a chunk's own carry and the one
+/// its incoming carry makes never both occur, so their sum is the carry out).
+fn in_chunks(
+    a: &mut [u64],
+    b: &[u64],
+    op: fn(&mut [u64], &[u64]) -> u64,
+    settle: fn(&mut [u64], u64) -> u64,
+) -> u64 {
+    if a.len() < PAR_LIMBS {
+        return op(a, b);
+    }
+    let outs: Vec<u64> = a
+        .par_chunks_mut(PAR_CHUNK)
+        .zip(b.par_chunks(PAR_CHUNK))
+        .map(|(x, y)| op(x, y))
+        .collect();
+    let mut carry = 0;
+    for (chunk, out) in a.chunks_mut(PAR_CHUNK).zip(outs) {
+        carry = settle(chunk, carry) + out;
+    }
+    carry
 }
 
 /// `a += c` for a small `c < BASE`, propagated through `a`; returns the carry out (0 or 1).
@@ -88,15 +129,21 @@ pub(crate) fn add_small(a: &mut [u64], c: u64) -> u64 {
 #[inline]
 pub(crate) fn sub_assign(a: &mut [u64], b: &[u64]) -> u64 {
     debug_assert!(a.len() >= b.len());
-    let mut borrow = 0u64;
     let (head, tail) = a.split_at_mut(b.len());
-    for (x, &y) in head.iter_mut().zip(b) {
+    let borrow = in_chunks(head, b, sub_head, sub_small);
+    sub_small(tail, borrow)
+}
+
+/// `a -= b` over equal lengths; returns the borrow out.
+fn sub_head(a: &mut [u64], b: &[u64]) -> u64 {
+    let mut borrow = 0u64;
+    for (x, &y) in a.iter_mut().zip(b) {
         let s = y + borrow;
         let under = *x < s;
         *x = x.wrapping_sub(s).wrapping_add(if under { BASE } else { 0 });
         borrow = u64::from(under);
     }
-    sub_small(tail, borrow)
+    borrow
 }
 
 /// `a -= c` for a small `c < BASE`, propagated through `a`; returns the borrow out (0 or 1).
@@ -124,13 +171,7 @@ pub(crate) fn rsub_assign(a: &mut Vec<u64>, b: &[u64]) -> u64 {
     if a.len() < b.len() {
         a.resize(b.len(), 0);
     }
-    let mut borrow = 0u64;
-    for (x, &y) in a.iter_mut().zip(b) {
-        let s = *x + borrow;
-        let under = y < s;
-        *x = y.wrapping_sub(s).wrapping_add(if under { BASE } else { 0 });
-        borrow = u64::from(under);
-    }
+    let mut borrow = in_chunks(&mut a[..b.len()], b, rsub_head, sub_small);
     // Limbs of `a` beyond `b` must be zero for the result to be non-negative.
     for x in a[b.len()..].iter_mut() {
         if borrow == 0 && *x == 0 {
@@ -143,10 +184,51 @@ pub(crate) fn rsub_assign(a: &mut Vec<u64>, b: &[u64]) -> u64 {
     borrow
 }
 
-/// `a * m + c` in place for `m, c < BASE`; returns the carry out (below `BASE`).
-#[inline]
+/// `a = b - a` over equal lengths; returns the borrow out.
+fn rsub_head(a: &mut [u64], b: &[u64]) -> u64 {
+    let mut borrow = 0u64;
+    for (x, &y) in a.iter_mut().zip(b) {
+        let s = *x + borrow;
+        let under = y < s;
+        *x = y.wrapping_sub(s).wrapping_add(if under { BASE } else { 0 });
+        borrow = u64::from(under);
+    }
+    borrow
+}
+
+/// `a * m + c` in place for `m, c < BASE`; returns the carry out (below `BASE`). Long `a` in
+/// chunks on rayon (see [`PAR_LIMBS`]).
 pub(crate) fn mul_small(a: &mut [u64], m: u64, c: u64) -> u64 {
+    if a.len() < PAR_LIMBS {
+        return mul_small_seq(a, m, c);
+    }
+    let outs: Vec<u64> = a
+        .par_chunks_mut(PAR_CHUNK)
+        .map(|x| mul_small_seq(x, m, 0))
+        .collect();
+    // A chunk's carry out is below m, so adding the 0 or 1 of the settling stays below BASE.
     let mut carry = c;
+    for (chunk, out) in a.chunks_mut(PAR_CHUNK).zip(outs) {
+        carry = add_small(chunk, carry) + out;
+    }
+    carry
+}
+
+/// [`mul_small`] on one thread. Multipliers up to 4 (the doubling's 2 and 4) need no division:
+/// a limb times m plus a carry below 4 is below `4 BASE`, so the carry out is a count of
+/// comparisons.
+#[inline]
+fn mul_small_seq(a: &mut [u64], m: u64, c: u64) -> u64 {
+    let mut carry = c;
+    if m <= 4 && c < 4 {
+        let base = BASE as u128;
+        for x in a.iter_mut() {
+            let t = (*x as u128) * (m as u128) + carry as u128;
+            carry = u64::from(t >= base) + u64::from(t >= 2 * base) + u64::from(t >= 3 * base);
+            *x = (t - carry as u128 * base) as u64;
+        }
+        return carry;
+    }
     for x in a.iter_mut() {
         let t = (*x as u128) * (m as u128) + carry as u128;
         let (q, r) = div_base_wide(t);
@@ -238,5 +320,79 @@ mod tests {
         let mut m = vec![BASE - 1, BASE - 1];
         assert_eq!(mul_small(&mut m, BASE - 1, BASE - 1), BASE - 1);
         assert_eq!(m, vec![0, 0]);
+    }
+
+    /// Limbs from a xorshift stream, with runs of `BASE - 1` and of zeros so carries and
+    /// borrows ripple across chunk boundaries.
+    fn limbs(len: usize, seed: u64) -> Vec<u64> {
+        let mut s = seed | 1;
+        (0..len)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                match (i / 5000) % 4 {
+                    1 => BASE - 1,
+                    3 => 0,
+                    _ => s % BASE,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunked_carry_passes_match_one_pass() {
+        let n = 3 * PAR_LIMBS + 12_345;
+        for seed in [1u64, 7, 99] {
+            let (a, b) = (limbs(n, seed), limbs(n - 777, seed ^ 0xabcd));
+            // add
+            let (mut x, mut y) = (a.clone(), a.clone());
+            let c = add_assign(&mut x, &b);
+            let (head, tail) = y.split_at_mut(b.len());
+            let want = add_small(tail, add_head(head, &b));
+            assert_eq!((x, c), (y, want), "add, seed {seed}");
+            // sub
+            let (mut x, mut y) = (a.clone(), a.clone());
+            let c = sub_assign(&mut x, &b);
+            let (head, tail) = y.split_at_mut(b.len());
+            let want = sub_small(tail, sub_head(head, &b));
+            assert_eq!((x, c), (y, want), "sub, seed {seed}");
+            // reverse sub over equal lengths
+            let (mut x, mut y) = (b.clone(), b.clone());
+            let c = rsub_assign(&mut x, &a[..b.len()]);
+            let want = rsub_head(&mut y, &a[..b.len()]);
+            assert_eq!((x, c), (y, want), "rsub, seed {seed}");
+            // multiply by a word: the comparison path and the division path
+            for m in [2u64, 3, 4, 7, BASE - 1] {
+                let (mut x, mut y) = (a.clone(), a.clone());
+                assert_eq!(
+                    mul_small(&mut x, m, 1),
+                    mul_small_seq(&mut y, m, 1),
+                    "m {m}"
+                );
+                assert_eq!(x, y, "m {m}, seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn carries_and_borrows_ripple_through_every_chunk() {
+        let n = 2 * PAR_LIMBS + 5;
+        // (BASE^n - 1) + 1 = BASE^n: a carry through every limb and out.
+        let mut nines = vec![BASE - 1; n];
+        let mut one = vec![0u64; n];
+        one[0] = 1;
+        assert_eq!(add_assign(&mut nines, &one), 1);
+        assert!(nines.iter().all(|&x| x == 0));
+        // BASE^(n-1) - 1: a borrow through every limb but the top.
+        let mut top = vec![0u64; n];
+        top[n - 1] = 1;
+        assert_eq!(sub_assign(&mut top, &one), 0);
+        assert!(top[..n - 1].iter().all(|&x| x == BASE - 1) && top[n - 1] == 0);
+        // 4 (BASE^n - 1) / ... : every limb times 4 carries 3.
+        let mut nines = vec![BASE - 1; n];
+        assert_eq!(mul_small(&mut nines, 4, 0), 3);
+        assert_eq!(nines[0], BASE - 4);
+        assert!(nines[1..].iter().all(|&x| x == BASE - 1));
     }
 }
