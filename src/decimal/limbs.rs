@@ -56,11 +56,21 @@ pub(crate) fn normalize(v: &mut Vec<u64>) {
 pub(crate) fn add_assign(a: &mut [u64], b: &[u64]) -> u64 {
     debug_assert!(a.len() >= b.len());
     let (head, tail) = a.split_at_mut(b.len());
-    let carry = in_chunks(head, b, add_head, add_small);
+    if b.len() >= PAR_LIMBS {
+        let carry = in_chunks(head, b, add_head, add_small);
+        return add_small(tail, carry);
+    }
+    let mut carry = 0u64;
+    for (x, &y) in head.iter_mut().zip(b) {
+        let t = *x as u128 + (y + carry) as u128;
+        carry = u64::from(t >= BASE as u128);
+        *x = (t - (carry * BASE) as u128) as u64;
+    }
     add_small(tail, carry)
 }
 
 /// `a += b` over equal lengths; returns the carry out.
+#[inline]
 fn add_head(a: &mut [u64], b: &[u64]) -> u64 {
     let mut carry = 0u64;
     for (x, &y) in a.iter_mut().zip(b) {
@@ -79,19 +89,18 @@ pub(crate) const PAR_LIMBS: usize = 1 << 16;
 /// Limbs per chunk of a parallel carry pass.
 const PAR_CHUNK: usize = 1 << 14;
 
-/// `op(a, b)` over equal lengths, returning its carry (or borrow) out: on rayon in chunks from
-/// [`PAR_LIMBS`] limbs, each chunk as if nothing came in, then each chunk's incoming carry
+/// `op(a, b)` over equal lengths, returning its carry (or borrow) out, on rayon in chunks (for
+/// `a` of at least [`PAR_LIMBS`] limbs; out of line, so the short passes stay as they were):
+/// each chunk as if nothing came in, then each chunk's incoming carry
 /// added in order by `settle` (`add_small` or `sub_small`; a chunk's own carry and the one
 /// its incoming carry makes never both occur, so their sum is the carry out).
-fn in_chunks(
+#[inline(never)]
+fn in_chunks<F: Fn(&mut [u64], &[u64]) -> u64 + Sync>(
     a: &mut [u64],
     b: &[u64],
-    op: fn(&mut [u64], &[u64]) -> u64,
+    op: F,
     settle: fn(&mut [u64], u64) -> u64,
 ) -> u64 {
-    if a.len() < PAR_LIMBS {
-        return op(a, b);
-    }
     let outs: Vec<u64> = a
         .par_chunks_mut(PAR_CHUNK)
         .zip(b.par_chunks(PAR_CHUNK))
@@ -130,11 +139,16 @@ pub(crate) fn add_small(a: &mut [u64], c: u64) -> u64 {
 pub(crate) fn sub_assign(a: &mut [u64], b: &[u64]) -> u64 {
     debug_assert!(a.len() >= b.len());
     let (head, tail) = a.split_at_mut(b.len());
-    let borrow = in_chunks(head, b, sub_head, sub_small);
+    let borrow = if b.len() >= PAR_LIMBS {
+        in_chunks(head, b, sub_head, sub_small)
+    } else {
+        sub_head(head, b)
+    };
     sub_small(tail, borrow)
 }
 
 /// `a -= b` over equal lengths; returns the borrow out.
+#[inline]
 fn sub_head(a: &mut [u64], b: &[u64]) -> u64 {
     let mut borrow = 0u64;
     for (x, &y) in a.iter_mut().zip(b) {
@@ -171,7 +185,12 @@ pub(crate) fn rsub_assign(a: &mut Vec<u64>, b: &[u64]) -> u64 {
     if a.len() < b.len() {
         a.resize(b.len(), 0);
     }
-    let mut borrow = in_chunks(&mut a[..b.len()], b, rsub_head, sub_small);
+    let head = &mut a[..b.len()];
+    let mut borrow = if b.len() >= PAR_LIMBS {
+        in_chunks(head, b, rsub_head, sub_small)
+    } else {
+        rsub_head(head, b)
+    };
     // Limbs of `a` beyond `b` must be zero for the result to be non-negative.
     for x in a[b.len()..].iter_mut() {
         if borrow == 0 && *x == 0 {
@@ -185,6 +204,7 @@ pub(crate) fn rsub_assign(a: &mut Vec<u64>, b: &[u64]) -> u64 {
 }
 
 /// `a = b - a` over equal lengths; returns the borrow out.
+#[inline]
 fn rsub_head(a: &mut [u64], b: &[u64]) -> u64 {
     let mut borrow = 0u64;
     for (x, &y) in a.iter_mut().zip(b) {
@@ -198,6 +218,7 @@ fn rsub_head(a: &mut [u64], b: &[u64]) -> u64 {
 
 /// `a * m + c` in place for `m, c < BASE`; returns the carry out (below `BASE`). Long `a` in
 /// chunks on rayon (see [`PAR_LIMBS`]).
+#[inline]
 pub(crate) fn mul_small(a: &mut [u64], m: u64, c: u64) -> u64 {
     if a.len() < PAR_LIMBS {
         return mul_small_seq(a, m, c);
