@@ -13,8 +13,10 @@
 //! A coefficient of the convolution of two base-10^19 limb arrays is below
 //! `min(len a, len b) * (10^19 - 1)^2`; the product of the primes is about `2^150`, so the CRT
 //! recovers every coefficient exactly while the shorter operand has at most [`MAX_SHORTER`]
-//! limbs (about 271 million digits: F(n) up to n of about 2.6e9 squares within it). Longer
-//! products go to the integer transform, whose bound is `2^59` limbs.
+//! limbs (about 271 million digits: F(n) up to n of about 2.6e9 squares within it), and the
+//! transform lengths (`2^k`, `3 * 2^k`) divide `p - 1` up to [`MAX_LEN`] `= 3 * 2^31` points.
+//! Other products go to the integer transform, whose bounds are `2^59` limbs and `3 * 2^32`
+//! points.
 //!
 //! # Arithmetic
 //!
@@ -87,6 +89,10 @@ pub(crate) const PRIMES: [u64; 3] = [
 
 /// A generator of the multiplicative group of each prime.
 const GENERATORS: [u64; 3] = [5, 7, 11];
+
+/// The longest transform: `3 * 2^31` points (`p2 - 1` has no higher power of two), so
+/// products of at most that many limbs.
+pub(crate) const MAX_LEN: usize = 3 << 31;
 
 /// The longest shorter operand, in limbs, whose product this transform computes exactly:
 /// `MAX_SHORTER * (10^19 - 1)^2 < p0 p1 p2` (checked in the tests).
@@ -1120,11 +1126,11 @@ pub(crate) fn product(isa: Isa, a: &[u64], b: Option<&[u64]>) -> Vec<u64> {
     if la == 0 || lb == 0 {
         return Vec::new();
     }
+    let conv = la + lb - 1;
     assert!(
-        la.min(lb) <= MAX_SHORTER,
+        la.min(lb) <= MAX_SHORTER && conv <= MAX_LEN,
         "FMA NTT: operands of {la} and {lb} limbs exceed its exact range"
     );
-    let conv = la + lb - 1;
     let n = transform_len(conv);
     let residue = |i: usize| residues(isa, i, a, b, n);
     let [r0, r1, r2] = per_prime(sequential_primes(n), residue);
@@ -1132,11 +1138,17 @@ pub(crate) fn product(isa: Isa, a: &[u64], b: Option<&[u64]>) -> Vec<u64> {
     assemble([r0, r1, r2], conv, |x, y, z| crt.run(x, y, z, 0))
 }
 
+/// Whether a product of `la` and `lb` limbs (both nonzero) is within this transform's range:
+/// the shorter operand within [`MAX_SHORTER`], the product within [`MAX_LEN`].
+fn fits(la: usize, lb: usize) -> bool {
+    la.min(lb) <= MAX_SHORTER && la + lb - 1 <= MAX_LEN
+}
+
 /// `a * b` by the fastest exact transform: this one where the CPU has FMA lanes and the
-/// shorter operand is within [`MAX_SHORTER`], else the integer one.
+/// product is within its range ([`fits`]), else the integer one.
 pub(crate) fn mul(a: &[u64], b: &[u64]) -> Vec<u64> {
     match isa() {
-        Some(isa) if a.len().min(b.len()) <= MAX_SHORTER => product(isa, a, Some(b)),
+        Some(isa) if fits(a.len(), b.len()) => product(isa, a, Some(b)),
         _ => ntt::mul(a, b),
     }
 }
@@ -1144,7 +1156,7 @@ pub(crate) fn mul(a: &[u64], b: &[u64]) -> Vec<u64> {
 /// `a * a` by the fastest exact transform (see [`mul`]).
 pub(crate) fn square(a: &[u64]) -> Vec<u64> {
     match isa() {
-        Some(isa) if a.len() <= MAX_SHORTER => product(isa, a, None),
+        Some(isa) if fits(a.len(), a.len()) => product(isa, a, None),
         _ => ntt::square(a),
     }
 }
@@ -1186,6 +1198,12 @@ mod tests {
                 assert_eq!(prime.normalize(x as f64), x.rem_euclid(p as i64) as u64);
             }
         }
+        // Products past 3 * 2^31 limbs (a 14-million-limb operand times a far longer one) go
+        // to the integer transform: no prime here has a 2^32-th root of unity.
+        assert!(fits(MAX_SHORTER, MAX_LEN + 1 - MAX_SHORTER));
+        assert!(!fits(MAX_SHORTER, MAX_LEN + 2 - MAX_SHORTER));
+        assert!(!fits(MAX_SHORTER + 1, MAX_SHORTER + 1));
+        assert!(primes().iter().all(|f| (f.p - 1) % MAX_LEN as u64 == 0));
         let product: BigUint = PRIMES.iter().map(|&p| BigUint::from(p)).product();
         let limb = BigUint::from(BASE - 1);
         let worst = |len: usize| BigUint::from(len) * &limb * &limb;

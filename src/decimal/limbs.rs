@@ -113,7 +113,7 @@ fn in_chunks<F: Fn(&mut [u64], &[u64]) -> u64 + Sync>(
     carry
 }
 
-/// `a += c` for a small `c < BASE`, propagated through `a`; returns the carry out (0 or 1).
+/// `a += c` for any `c < BASE`, propagated through `a`; returns the carry out (0 or 1).
 #[inline]
 pub(crate) fn add_small(a: &mut [u64], c: u64) -> u64 {
     let mut carry = c;
@@ -121,9 +121,10 @@ pub(crate) fn add_small(a: &mut [u64], c: u64) -> u64 {
         if carry == 0 {
             return 0;
         }
-        let t = *x + carry;
-        if t >= BASE {
-            *x = t - BASE;
+        // A limb plus a carry near BASE passes 2^64: the wrapped sum less BASE is then right.
+        let (t, over) = x.overflowing_add(carry);
+        if over || t >= BASE {
+            *x = t.wrapping_sub(BASE);
             carry = 1;
         } else {
             *x = t;
@@ -410,6 +411,25 @@ mod tests {
         top[n - 1] = 1;
         assert_eq!(sub_assign(&mut top, &one), 0);
         assert!(top[..n - 1].iter().all(|&x| x == BASE - 1) && top[n - 1] == 0);
+        // A chunk's carry out near BASE into a next chunk whose first limb is BASE - 1 (the
+        // settling once added them in a u64, past 2^64), for multipliers near BASE.
+        let mut edge: Vec<u64> = limbs(2 * PAR_LIMBS, 5);
+        for k in 1..edge.len() / PAR_CHUNK {
+            edge[k * PAR_CHUNK - 1] = BASE - 1;
+            edge[k * PAR_CHUNK] = BASE - 1;
+        }
+        for m in [BASE - 1, BASE - 2, 9_500_000_000_000_000_000] {
+            let (mut x, mut y) = (edge.clone(), edge.clone());
+            assert_eq!(
+                mul_small(&mut x, m, BASE - 1),
+                mul_small_seq(&mut y, m, BASE - 1),
+                "m {m}"
+            );
+            assert_eq!(x, y, "m {m}");
+        }
+        let mut top = vec![BASE - 1; 3];
+        assert_eq!(add_small(&mut top, BASE - 1), 1);
+        assert_eq!(top, vec![BASE - 2, 0, 0]);
         // 4 (BASE^n - 1) / ... : every limb times 4 carries 3.
         let mut nines = vec![BASE - 1; n];
         assert_eq!(mul_small(&mut nines, 4, 0), 3);

@@ -940,7 +940,9 @@ impl<N: FibNumber> Planner<'_, N> {
         {
             // A lone value whose pair the cache could not keep: F(n) alone, the last doubling
             // step one product instead of two squarings (a quarter fewer transforms there, an
-            // eighth of the whole).
+            // eighth of the whole). It bypasses the cache, so two callers asking for this n at
+            // the same moment compute it twice (only values the cache could not hold anyway;
+            // `fibo serve`'s hub still merges identical requests).
             emit(seg.range.start, &doubling::fib::<N>(first));
             return;
         }
