@@ -36,8 +36,9 @@
 //! `2^48`, which `l` holds exactly; `q` is within 1 of `y w / p` (two roundings of a value
 //! below `2^51`, then round to nearest), so `q p - h` is an integer below `p + 2^48 < 2^51`,
 //! exact in the fused operation, and the result is below `p + 2^49 < 1.6 p`. The tests run
-//! this arithmetic on every instruction set against `u128` arithmetic over the whole range. A product of two variables (pointwise products, twists, radix-3 twiddles) takes
-//! its quotient from `h * (1/p)` instead (operands first reduced where they could reach `2p`).
+//! this arithmetic on every instruction set against `u128` arithmetic over the whole range.
+//! A product of two variables (pointwise products, twists, radix-3 twiddles) takes its
+//! quotient from `h * (1/p)` instead (operands first reduced where they could reach `2p`).
 //! A reduction `x - p round(x / p)` brings a value below `4p` to below `0.51 p`.
 //!
 //! Butterflies: forward `(x, y) -> (x' + t, x' - t)` with `x' = reduce(x)`, `t = y w mod p`
@@ -557,22 +558,25 @@ impl WithSimd for Rows<'_> {
         let v = Lanes::new(s, prime.p);
         // (No closures here: a closure is not inlined for sure, and out of line it would lose
         // the instruction set this function is compiled for.)
+        let p = prime.p;
+        // The forward twist's factors serve both operands.
+        let forward = twist_powers(p, first, g, r_log, root);
         let buf = &mut buf[..rows.len()];
         transpose(rows, buf, g, cols);
-        twist(v, prime, buf, g, first, r_log, root);
+        twist(v, p, buf, g, &forward);
         levels(v, &prime.fwd, buf, g, false);
         match other {
             Some((b_rows, b_buf)) => {
                 let b_buf = &mut b_buf[..rows.len()];
                 transpose(b_rows, b_buf, g, cols);
-                twist(v, prime, b_buf, g, first, r_log, root);
+                twist(v, p, b_buf, g, &forward);
                 levels(v, &prime.fwd, b_buf, g, false);
                 pointwise_lanes(v, buf, Some(b_buf), scale);
             }
             None => pointwise_lanes(v, buf, None, scale),
         }
         levels(v, &prime.inv, buf, g, true);
-        twist(v, prime, buf, g, first, r_log, root_inv);
+        twist(v, p, buf, g, &twist_powers(p, first, g, r_log, root_inv));
         transpose(buf, rows, cols, g);
     }
 }
@@ -612,27 +616,24 @@ fn bit_reverse(r: usize, bits: u32) -> usize {
     }
 }
 
-/// Multiplies `buf[j][l]` (rows of `g` lanes) by `s_l^j`, `s_l = root^rev(first + l)`: four
-/// chains of powers per vector (`j` modulo 4), so the multiplications overlap.
-#[inline(always)]
-fn twist<S: Simd>(
-    v: Lanes<S>,
-    prime: &Prime,
-    buf: &mut [f64],
-    g: usize,
-    first: usize,
-    r_log: u32,
-    root: u64,
-) {
-    let p = prime.p;
-    let powers: Vec<[u64; 5]> = (0..g)
+/// `s^0..=s^4` for each of the `g` rows from `first`, `s = root^rev(row)` over `r_log` bits:
+/// the twist factors of those rows, computed once per row group and root.
+fn twist_powers(p: u64, first: usize, g: usize, r_log: u32, root: u64) -> Vec<[u64; 5]> {
+    (0..g)
         .map(|l| {
             let s1 = pow_mod(root, bit_reverse(first + l, r_log) as u64, p);
             let s2 = mul_mod(s1, s1, p);
             let s3 = mul_mod(s2, s1, p);
             [1, s1, s2, s3, mul_mod(s2, s2, p)]
         })
-        .collect();
+        .collect()
+}
+
+/// Multiplies `buf[j][l]` (rows of `g` lanes) by `s_l^j`, given `powers[l] = s_l^0..=s_l^4`
+/// (see [`twist_powers`]): four chains of powers per vector (`j` modulo 4), so the
+/// multiplications overlap.
+#[inline(always)]
+fn twist<S: Simd>(v: Lanes<S>, p: u64, buf: &mut [f64], g: usize, powers: &[[u64; 5]]) {
     let lane_vectors = |e: usize| -> Vec<S::f64s> {
         let vals: Vec<f64> = powers.iter().map(|q| centered(q[e], p)).collect();
         S::as_simd_f64s(&vals).0.to_vec()
